@@ -1,0 +1,98 @@
+//! The three hash functions the Go photosrv's choosers are built from.
+
+use std::hash::Hasher;
+
+/// SipHash-2-4 of the raw key bytes with a zero key (k0 = k1 = 0), as `dchest/siphash`
+/// computes it in the Go photosrv.
+///
+/// This hashes the bytes themselves: Rust's `Hash` trait would append a terminator byte
+/// and give other values.
+pub fn siphash24(key: &[u8]) -> u64 {
+    let mut hasher = siphasher::sip::SipHasher24::new_with_keys(0, 0);
+    hasher.write(key);
+    hasher.finish()
+}
+
+/// Lamping and Veach's jump consistent hash: the bucket in `0..buckets` for `key`.
+///
+/// Written with wrapping arithmetic because the `jump-consistent-hash` crate overflows
+/// (and panics in debug builds) on keys such as `0x201997f8666313ab`. The floating point
+/// steps are those of the reference and of go-jump, so the buckets are identical.
+///
+/// # Panics
+/// When `buckets` is zero: there is no bucket to return.
+pub fn jump_hash(mut key: u64, buckets: u32) -> u32 {
+    assert!(buckets > 0, "jump_hash needs at least one bucket");
+    let mut b: i64 = -1;
+    let mut j: i64 = 0;
+    while j < i64::from(buckets) {
+        b = j;
+        key = key.wrapping_mul(2862933555777941757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1i64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    // b is in 0..buckets, so it fits.
+    b as u32
+}
+
+/// LevelDB's 32-bit bloom filter hash (seed 0xbc9f1d34, multiplier 0xc6a4a793), the hash of
+/// the Go photosrv's chash ring.
+pub fn leveldb_hash(bytes: &[u8]) -> u32 {
+    const SEED: u32 = 0xbc9f_1d34;
+    const M: u32 = 0xc6a4_a793;
+    // Go computes uint32(len(b)*m) in int: the same as wrapping u32 arithmetic.
+    let mut h = SEED ^ (bytes.len() as u32).wrapping_mul(M);
+    let mut chunks = bytes.chunks_exact(4);
+    for word in &mut chunks {
+        h = h.wrapping_add(u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
+        h = h.wrapping_mul(M);
+        h ^= h >> 16;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        if rest.len() == 3 {
+            h = h.wrapping_add(u32::from(rest[2]) << 16);
+        }
+        if rest.len() >= 2 {
+            h = h.wrapping_add(u32::from(rest[1]) << 8);
+        }
+        h = h.wrapping_add(u32::from(rest[0]));
+        h = h.wrapping_mul(M);
+        h ^= h >> 24;
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// go-jump's table, generated from the reference C++ code: buckets 1..=N per key.
+    #[test]
+    fn matches_published_jump_vectors() {
+        let table: &[(u64, &[u32])] = &[
+            (0, &[0; 20]),
+            (1, &[0, 0, 0, 0, 0, 0, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 17, 17]),
+            (0xdeadbeef, &[0, 1, 2, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 16, 16, 16]),
+            (0x0ddc0ffeebadf00d, &[0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 15, 15, 15, 15]),
+        ];
+        for &(key, want) in table {
+            for (i, &bucket) in want.iter().enumerate() {
+                let buckets = i as u32 + 1;
+                assert_eq!(jump_hash(key, buckets), bucket, "jump_hash({key:#x}, {buckets})");
+            }
+        }
+    }
+
+    #[test]
+    fn jump_does_not_overflow_on_the_key_that_breaks_the_crate() {
+        let key = 0x2019_97f8_6663_13ab;
+        for buckets in [1, 2, 3, 10, 1000, u32::MAX] {
+            assert!(jump_hash(key, buckets) < buckets);
+        }
+    }
+
+    #[test]
+    fn leveldb_hash_of_empty_is_seed() {
+        assert_eq!(leveldb_hash(b""), 0xbc9f_1d34);
+    }
+}
