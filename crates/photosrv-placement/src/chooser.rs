@@ -67,7 +67,10 @@ impl Chooser {
     /// When `shard_names` is empty or holds more than `u32::MAX` names; the config layer
     /// refuses such rings before they get here.
     pub fn new<S: AsRef<str>>(kind: ChooserKind, shard_names: &[S]) -> Self {
-        assert!(!shard_names.is_empty(), "a chooser needs at least one shard");
+        assert!(
+            !shard_names.is_empty(),
+            "a chooser needs at least one shard"
+        );
         let buckets = u32::try_from(shard_names.len()).expect("too many shards");
         let ring = match kind {
             ChooserKind::Jump => Vec::new(),

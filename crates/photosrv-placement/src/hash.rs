@@ -71,14 +71,27 @@ mod tests {
     fn matches_published_jump_vectors() {
         let table: &[(u64, &[u32])] = &[
             (0, &[0; 20]),
-            (1, &[0, 0, 0, 0, 0, 0, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 17, 17]),
-            (0xdeadbeef, &[0, 1, 2, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 16, 16, 16]),
-            (0x0ddc0ffeebadf00d, &[0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 15, 15, 15, 15]),
+            (
+                1,
+                &[0, 0, 0, 0, 0, 0, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 6, 17, 17],
+            ),
+            (
+                0xdeadbeef,
+                &[0, 1, 2, 3, 3, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 16, 16, 16],
+            ),
+            (
+                0x0ddc0ffeebadf00d,
+                &[0, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 15, 15, 15, 15],
+            ),
         ];
         for &(key, want) in table {
             for (i, &bucket) in want.iter().enumerate() {
                 let buckets = i as u32 + 1;
-                assert_eq!(jump_hash(key, buckets), bucket, "jump_hash({key:#x}, {buckets})");
+                assert_eq!(
+                    jump_hash(key, buckets),
+                    bucket,
+                    "jump_hash({key:#x}, {buckets})"
+                );
             }
         }
     }

@@ -171,8 +171,23 @@ pub fn encode_path(key: &[u8], out: &mut String) {
         let plain = byte.is_ascii_alphanumeric()
             || matches!(
                 byte,
-                b'/' | b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')'
-                    | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@'
+                b'/' | b'-'
+                    | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
             );
         if plain {
             out.push(byte as char);
@@ -206,16 +221,30 @@ mod tests {
             (b"/a%zz.jpg", PathError::BadEncoding),
             (b"a/b", PathError::NotAbsolute),
         ] {
-            assert_eq!(normalize(target), Err(want), "{:?}", String::from_utf8_lossy(target));
+            assert_eq!(
+                normalize(target),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(target)
+            );
         }
     }
 
     #[test]
     fn rewrite_takes_the_longest_match_once() {
         let rewriter = Rewriter::new(vec![
-            RewriteRule { from: "/a/".into(), to: "/b/".into() },
-            RewriteRule { from: "/a/foo".into(), to: "/a/bar".into() },
-            RewriteRule { from: "/b/".into(), to: "/c/".into() },
+            RewriteRule {
+                from: "/a/".into(),
+                to: "/b/".into(),
+            },
+            RewriteRule {
+                from: "/a/foo".into(),
+                to: "/a/bar".into(),
+            },
+            RewriteRule {
+                from: "/b/".into(),
+                to: "/c/".into(),
+            },
         ]);
         assert_eq!(rewriter.rewrite(b"/a/foobar/x".to_vec()), b"/a/barbar/x");
         assert_eq!(rewriter.rewrite(b"/a/x".to_vec()), b"/b/x");

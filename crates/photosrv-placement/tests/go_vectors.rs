@@ -6,7 +6,10 @@ use photosrv_placement::{jump_hash, siphash24, Chooser, ChooserKind};
 use serde_json::Value;
 
 fn vectors() -> Value {
-    serde_json::from_str(include_str!("data/photosrv_chooser_vectors.json")).unwrap()
+    serde_json::from_str(include_str!(
+        "../../../testdata/photosrv_chooser_vectors.json"
+    ))
+    .unwrap()
 }
 
 #[test]

@@ -1,0 +1,188 @@
+//! photosrv's own settings, which live in the `<photosrv>` block beside the shards.
+//! Every one is documented in `docs/configuration.md`; command-line flags override them.
+
+use crate::syntax::{Block, Item, Pos};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// How the router picks a replica inside a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplicaMode {
+    /// A uniformly random node, then the others in random order on failure.
+    #[default]
+    Random,
+    /// HEAD every node at once; the first to answer 2xx/3xx serves the GET.
+    Multihead,
+}
+
+impl FromStr for ReplicaMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "random" => Ok(ReplicaMode::Random),
+            "multihead" => Ok(ReplicaMode::Multihead),
+            _ => Err(format!(
+                "unknown mode {s:?}: expected \"random\" or \"multihead\""
+            )),
+        }
+    }
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "unknown log format {s:?}: expected \"text\" or \"json\""
+            )),
+        }
+    }
+}
+
+/// The settings found in the file; `None` where the file is silent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// `listen`: the client-facing address.
+    pub listen: Option<SocketAddr>,
+    /// `admin_listen`: metrics, health and migration switching.
+    pub admin_listen: Option<SocketAddr>,
+    /// `roster`: the live-hosts file, relative to the config's directory.
+    pub roster: Option<PathBuf>,
+    /// `dc`: the datacenter to serve from.
+    pub dc: Option<String>,
+    /// Where `dc` was set, to point at it when it names no datacenter.
+    pub dc_pos: Pos,
+    /// `mode`: `random` or `multihead`.
+    pub mode: Option<ReplicaMode>,
+    /// `head_timeout_ms`: how long a multi-HEAD race waits.
+    pub head_timeout_ms: Option<u64>,
+    /// `connect_timeout_ms`: TCP connect to a node.
+    pub connect_timeout_ms: Option<u64>,
+    /// `upstream_timeout_ms`: from sending a request to a node to its response headers.
+    pub upstream_timeout_ms: Option<u64>,
+    /// `header_read_timeout_ms`: how long a client may take to send its request headers.
+    pub header_read_timeout_ms: Option<u64>,
+    /// `idle_timeout_ms`: how long an idle client keep-alive connection is kept.
+    pub idle_timeout_ms: Option<u64>,
+    /// `grace_period_ms`: how long in-flight requests may run after SIGTERM.
+    pub grace_period_ms: Option<u64>,
+    /// `reload_poll_ms`: the fallback poll interval of the config and roster watcher.
+    pub reload_poll_ms: Option<u64>,
+    /// `max_connections`: client connections served at once.
+    pub max_connections: Option<usize>,
+    /// `max_header_bytes`: the largest request head accepted.
+    pub max_header_bytes: Option<usize>,
+    /// `migration_key`: the secret that migration switching requires.
+    pub migration_key: Option<String>,
+    /// `migration_state`: the file the migration state is kept in.
+    pub migration_state: Option<PathBuf>,
+    /// `log_format`: `text` or `json`.
+    pub log_format: Option<LogFormat>,
+}
+
+const KEYS: &[&str] = &[
+    "listen",
+    "admin_listen",
+    "roster",
+    "dc",
+    "mode",
+    "head_timeout_ms",
+    "connect_timeout_ms",
+    "upstream_timeout_ms",
+    "header_read_timeout_ms",
+    "idle_timeout_ms",
+    "grace_period_ms",
+    "reload_poll_ms",
+    "max_connections",
+    "max_header_bytes",
+    "migration_key",
+    "migration_state",
+    "log_format",
+];
+
+fn parse<T: FromStr>(text: &str, what: &str) -> Result<T, String> {
+    text.parse::<T>()
+        .map_err(|_| format!("{text:?} is not {what}"))
+}
+
+impl Settings {
+    /// Whether `key` is one of ours.
+    pub fn is_key(key: &str) -> bool {
+        KEYS.contains(&key)
+    }
+
+    /// Reads the settings among `block`'s entries, reporting bad values to `error`.
+    pub(crate) fn from_block(block: &Block, error: &mut dyn FnMut(Pos, String)) -> Settings {
+        let mut s = Settings::default();
+        let mut seen: Vec<(&str, Pos)> = Vec::new();
+        for item in &block.items {
+            let Item::Entry(entry) = item else { continue };
+            let key = entry.key.as_str();
+            if !Settings::is_key(key) {
+                continue;
+            }
+            if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+                error(
+                    entry.pos,
+                    format!("{key} given twice (first at line {})", first.line),
+                );
+                continue;
+            }
+            seen.push((key, entry.pos));
+            let text = entry.value.text.trim();
+            let ms = "a number of milliseconds";
+            let result: Result<(), String> = (|| {
+                if text.is_empty() {
+                    return Err(format!("{key} needs a value"));
+                }
+                match key {
+                    "listen" => s.listen = Some(parse(text, "an address such as 127.0.0.1:8888")?),
+                    "admin_listen" => {
+                        s.admin_listen = Some(parse(text, "an address such as 127.0.0.1:8080")?)
+                    }
+                    "roster" => s.roster = Some(PathBuf::from(text)),
+                    "dc" => {
+                        s.dc = Some(text.to_owned());
+                        s.dc_pos = entry.value.pos();
+                    }
+                    "mode" => s.mode = Some(text.parse()?),
+                    "head_timeout_ms" => s.head_timeout_ms = Some(parse(text, ms)?),
+                    "connect_timeout_ms" => s.connect_timeout_ms = Some(parse(text, ms)?),
+                    "upstream_timeout_ms" => s.upstream_timeout_ms = Some(parse(text, ms)?),
+                    "header_read_timeout_ms" => s.header_read_timeout_ms = Some(parse(text, ms)?),
+                    "idle_timeout_ms" => s.idle_timeout_ms = Some(parse(text, ms)?),
+                    "grace_period_ms" => s.grace_period_ms = Some(parse(text, ms)?),
+                    "reload_poll_ms" => s.reload_poll_ms = Some(parse(text, ms)?),
+                    "max_connections" => {
+                        s.max_connections = Some(parse(text, "a number of connections")?)
+                    }
+                    "max_header_bytes" => {
+                        s.max_header_bytes = Some(parse(text, "a number of bytes")?)
+                    }
+                    "migration_key" => s.migration_key = Some(text.to_owned()),
+                    "migration_state" => s.migration_state = Some(PathBuf::from(text)),
+                    "log_format" => s.log_format = Some(text.parse()?),
+                    _ => unreachable!("every key of KEYS is handled"),
+                }
+                Ok(())
+            })();
+            if let Err(message) = result {
+                error(entry.value.pos(), message);
+            }
+        }
+        s
+    }
+}
