@@ -75,8 +75,6 @@ pub struct Settings {
     pub upstream_timeout_ms: Option<u64>,
     /// `header_read_timeout_ms`: how long a client may take to send its request headers.
     pub header_read_timeout_ms: Option<u64>,
-    /// `idle_timeout_ms`: how long an idle client keep-alive connection is kept.
-    pub idle_timeout_ms: Option<u64>,
     /// `grace_period_ms`: how long in-flight requests may run after SIGTERM.
     pub grace_period_ms: Option<u64>,
     /// `reload_poll_ms`: the fallback poll interval of the config and roster watcher.
@@ -103,7 +101,6 @@ const KEYS: &[&str] = &[
     "connect_timeout_ms",
     "upstream_timeout_ms",
     "header_read_timeout_ms",
-    "idle_timeout_ms",
     "grace_period_ms",
     "reload_poll_ms",
     "max_connections",
@@ -119,6 +116,33 @@ fn parse<T: FromStr>(text: &str, what: &str) -> Result<T, String> {
 }
 
 impl Settings {
+    /// `self` where it has a value, `under` elsewhere: flags over the file.
+    pub fn over(self, under: Settings) -> Settings {
+        Settings {
+            listen: self.listen.or(under.listen),
+            admin_listen: self.admin_listen.or(under.admin_listen),
+            roster: self.roster.or(under.roster),
+            dc_pos: if self.dc.is_some() {
+                self.dc_pos
+            } else {
+                under.dc_pos
+            },
+            dc: self.dc.or(under.dc),
+            mode: self.mode.or(under.mode),
+            head_timeout_ms: self.head_timeout_ms.or(under.head_timeout_ms),
+            connect_timeout_ms: self.connect_timeout_ms.or(under.connect_timeout_ms),
+            upstream_timeout_ms: self.upstream_timeout_ms.or(under.upstream_timeout_ms),
+            header_read_timeout_ms: self.header_read_timeout_ms.or(under.header_read_timeout_ms),
+            grace_period_ms: self.grace_period_ms.or(under.grace_period_ms),
+            reload_poll_ms: self.reload_poll_ms.or(under.reload_poll_ms),
+            max_connections: self.max_connections.or(under.max_connections),
+            max_header_bytes: self.max_header_bytes.or(under.max_header_bytes),
+            migration_key: self.migration_key.or(under.migration_key),
+            migration_state: self.migration_state.or(under.migration_state),
+            log_format: self.log_format.or(under.log_format),
+        }
+    }
+
     /// Whether `key` is one of ours.
     pub fn is_key(key: &str) -> bool {
         KEYS.contains(&key)
@@ -163,7 +187,6 @@ impl Settings {
                     "connect_timeout_ms" => s.connect_timeout_ms = Some(parse(text, ms)?),
                     "upstream_timeout_ms" => s.upstream_timeout_ms = Some(parse(text, ms)?),
                     "header_read_timeout_ms" => s.header_read_timeout_ms = Some(parse(text, ms)?),
-                    "idle_timeout_ms" => s.idle_timeout_ms = Some(parse(text, ms)?),
                     "grace_period_ms" => s.grace_period_ms = Some(parse(text, ms)?),
                     "reload_poll_ms" => s.reload_poll_ms = Some(parse(text, ms)?),
                     "max_connections" => {

@@ -1,0 +1,377 @@
+//! The subcommands.
+
+use crate::EXIT_CONFIG;
+use clap::Args;
+use photosrv_config::{Config, ConfigError, LogFormat, ReplicaMode, Roster, Settings};
+use photosrv_placement::path::{routing_key, Rewriter};
+use photosrv_placement::Chooser;
+use photosrv_router::{Router, RouterOptions};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// `photosrv serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The config file.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// The roster of live hosts (overrides `roster` in the config).
+    #[arg(long)]
+    roster: Option<PathBuf>,
+    /// The datacenter to serve from (overrides `dc`).
+    #[arg(long)]
+    dc: Option<String>,
+    /// Client-facing address (default 0.0.0.0:8888).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Admin address (default 127.0.0.1:8080).
+    #[arg(long)]
+    admin_listen: Option<SocketAddr>,
+    /// Replica choice: random or multihead.
+    #[arg(long)]
+    mode: Option<ReplicaMode>,
+    /// How long a multi-HEAD race waits (ms).
+    #[arg(long)]
+    head_timeout_ms: Option<u64>,
+    /// TCP connect timeout to a node (ms).
+    #[arg(long)]
+    connect_timeout_ms: Option<u64>,
+    /// Time from a request sent to a node to its response headers (ms).
+    #[arg(long)]
+    upstream_timeout_ms: Option<u64>,
+    /// How long in-flight requests may finish after SIGTERM (ms).
+    #[arg(long)]
+    grace_period_ms: Option<u64>,
+    /// The secret migration switching requires.
+    #[arg(long, env = "PHOTOSRV_MIGRATION_KEY", hide_env_values = true)]
+    migration_key: Option<String>,
+    /// The file the migration state is kept in.
+    #[arg(long)]
+    migration_state: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<LogFormat>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn print_config_error(error: &ConfigError) {
+    match error {
+        ConfigError::Invalid(all) => {
+            for diagnostic in all {
+                eprintln!("{}", diagnostic.render());
+            }
+        }
+        other => eprintln!("{other}"),
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+}
+
+pub fn serve(args: ServeArgs) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            print_config_error(&error);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let flags = Settings {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        roster: args.roster,
+        dc: args.dc,
+        mode: args.mode,
+        head_timeout_ms: args.head_timeout_ms,
+        connect_timeout_ms: args.connect_timeout_ms,
+        upstream_timeout_ms: args.upstream_timeout_ms,
+        grace_period_ms: args.grace_period_ms,
+        migration_key: args.migration_key,
+        migration_state: args.migration_state,
+        log_format: args.log_format,
+        ..Settings::default()
+    };
+    let options = RouterOptions::resolve(&config, flags);
+    init_logging(options.log_format);
+    let router = match Router::new(options) {
+        Ok(router) => router,
+        Err(error) => {
+            if let photosrv_router::StartError::Load(
+                photosrv_router::ReloadError::Config(e) | photosrv_router::ReloadError::Roster(e),
+            ) = &error
+            {
+                print_config_error(e);
+            } else {
+                eprintln!("photosrv: {error}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("photosrv: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(router)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("photosrv: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(router: Router) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let options = router.options().clone();
+    let listener = photosrv_router::bind_reuseport(options.listen)
+        .with_context(|| format!("cannot listen on {}", options.listen))?;
+    let admin = photosrv_router::bind_reuseport(options.admin_listen)
+        .with_context(|| format!("cannot listen on {} (admin)", options.admin_listen))?;
+    tracing::info!(listen = %listener.local_addr()?, admin = %admin.local_addr()?, mode = ?options.mode, "photosrv serving");
+    let _reloader = router.spawn_reloader();
+    let hup_router = router.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            let router = hup_router.clone();
+            let _ = tokio::task::spawn_blocking(move || router.reload(true)).await;
+        }
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    let admin_task = tokio::spawn(photosrv_router::serve_admin(
+        admin,
+        router.clone(),
+        wait(stop_rx.clone()),
+    ));
+    let client_task = tokio::spawn(photosrv_router::serve(listener, router, wait(stop_rx)));
+    stop_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = client_task.await;
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `photosrv check-config`.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The config file.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// A roster to check with it (default: the config's `roster`, if set).
+    #[arg(long)]
+    roster: Option<PathBuf>,
+    /// The datacenter to check (default: the config's `dc`, or the only one).
+    #[arg(long)]
+    dc: Option<String>,
+}
+
+pub fn check_config(args: CheckArgs) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            print_config_error(&error);
+            return ExitCode::FAILURE;
+        }
+    };
+    for warning in &config.warnings {
+        eprintln!("warning: {}", warning.render());
+    }
+    let roster_path = args
+        .roster
+        .or_else(|| config.settings.roster.as_ref().map(|p| config.resolve(p)));
+    let roster = match &roster_path {
+        Some(path) => match Roster::load(path) {
+            Ok(roster) => roster,
+            Err(error) => {
+                print_config_error(&error);
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Roster::all_live(),
+    };
+    let selection = match config.select(args.dc.as_deref()) {
+        Ok(selection) => selection,
+        Err(error) => {
+            eprintln!("{}: {error}", args.config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(error) =
+        photosrv_router::RoutingTable::build(&config, &roster, args.dc.as_deref(), None)
+    {
+        eprintln!("{}: {error}", args.config.display());
+        return ExitCode::FAILURE;
+    }
+    let dc = selection.primary;
+    let nodes = dc.shards.iter().map(|s| s.nodes.len()).sum::<usize>();
+    let live = dc
+        .shards
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .filter(|n| roster.is_live(&n.authority))
+        .count();
+    let names: Vec<&str> = config
+        .primary
+        .datacenters
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    let roster_note = match &roster_path {
+        Some(path) if roster.is_empty() => {
+            format!("roster {} lists no host: all live", path.display())
+        }
+        Some(path) => format!("roster {}: {} hosts", path.display(), roster.len()),
+        None => "no roster: all live".to_owned(),
+    };
+    let migration = match (&config.migration, selection.migration) {
+        (Some(ring), Some(m)) => format!(
+            "migration ring: {} {} ({} shards)",
+            ring.chooser,
+            m.name,
+            m.shards.len()
+        ),
+        _ => "no migration ring".to_owned(),
+    };
+    println!(
+        "{}: ok: {} datacenter(s) ({}); serving {} with {}: {} shards, {} nodes, {} live ({}); {}",
+        args.config.display(),
+        names.len(),
+        names.join(", "),
+        dc.name,
+        config.primary.chooser,
+        dc.shards.len(),
+        nodes,
+        live,
+        roster_note,
+        migration
+    );
+    ExitCode::SUCCESS
+}
+
+/// `photosrv route`.
+#[derive(Args)]
+pub struct RouteArgs {
+    /// The config file.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// The datacenter (default: the config's `dc`, or the only one).
+    #[arg(long)]
+    dc: Option<String>,
+    /// Place keys on the migration ring instead of the primary one.
+    #[arg(long)]
+    migration: bool,
+    /// Keys, or paths starting with `/` (normalised like the router does). None: stdin.
+    keys: Vec<String>,
+}
+
+pub fn route(args: RouteArgs) -> ExitCode {
+    let config = match Config::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            print_config_error(&error);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let selection = match config.select(args.dc.as_deref()) {
+        Ok(selection) => selection,
+        Err(error) => {
+            eprintln!("{}: {error}", args.config.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let (dc, kind) = if args.migration {
+        match (selection.migration, &config.migration) {
+            (Some(dc), Some(ring)) => (dc, ring.chooser),
+            _ => {
+                eprintln!(
+                    "{}: the config has no <migration> ring",
+                    args.config.display()
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    } else {
+        (selection.primary, config.primary.chooser)
+    };
+    let names: Vec<&str> = dc.shards.iter().map(|s| s.name.as_str()).collect();
+    let chooser = Chooser::new(kind, &names);
+    let rewriter = Rewriter::new(config.rewrites.clone());
+    let mut failed = false;
+    let mut out = std::io::stdout().lock();
+    let mut one = |key: &str| {
+        let routed = if key.starts_with('/') {
+            routing_key(key.as_bytes(), &rewriter)
+        } else {
+            Ok(key.as_bytes().to_vec())
+        };
+        match routed {
+            Ok(bytes) => {
+                let shard = &dc.shards[chooser.choose(&bytes)];
+                let nodes: Vec<&str> = shard.nodes.iter().map(|n| n.url.as_str()).collect();
+                use std::io::Write as _;
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}",
+                    String::from_utf8_lossy(&bytes),
+                    shard.name,
+                    nodes.join(" ")
+                );
+            }
+            Err(error) => {
+                eprintln!("{key}: {error}");
+                failed = true;
+            }
+        }
+    };
+    if args.keys.is_empty() {
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            let key = line.trim();
+            if !key.is_empty() {
+                one(key);
+            }
+        }
+    } else {
+        for key in &args.keys {
+            one(key);
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

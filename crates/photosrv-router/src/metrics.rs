@@ -1,0 +1,176 @@
+//! Every metric name, in one place. Prometheus histograms, not summaries; logical requests
+//! are counted apart from retries and multi-HEAD probes.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The HTTP method, as a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(clippy::upper_case_acronyms, missing_docs)]
+pub enum MethodLabel {
+    GET,
+    HEAD,
+    OTHER,
+}
+
+/// Labels of `photosrv_requests`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// GET, HEAD or OTHER.
+    pub method: MethodLabel,
+    /// The status sent to the client.
+    pub status: u16,
+    /// The shard, or "" when the request was refused before routing.
+    pub shard: String,
+}
+
+/// Labels of per-node metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabels {
+    /// The node's URL.
+    pub node: String,
+}
+
+/// Labels of `photosrv_upstream_failures`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    /// The node's URL.
+    pub node: String,
+    /// connect, timeout, status_5xx or io.
+    pub kind: &'static str,
+}
+
+/// Labels of `photosrv_reloads`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// ok or error.
+    pub result: &'static str,
+}
+
+/// Labels of `photosrv_shards_without_live_node`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RingLabels {
+    /// primary or migration.
+    pub ring: &'static str,
+}
+
+/// Labels of `photosrv_build_info`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version.
+    pub version: String,
+}
+
+/// The router's metrics.
+pub struct Metrics {
+    /// `photosrv_requests_total{method,status,shard}`: logical client requests.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `photosrv_upstream_latency_seconds{node}`: request sent to response headers.
+    pub upstream_latency: Family<NodeLabels, Histogram>,
+    /// `photosrv_upstream_failures_total{node,kind}`.
+    pub upstream_failures: Family<FailureLabels, Counter>,
+    /// `photosrv_retries_total`: attempts beyond the first of a request.
+    pub retries: Counter,
+    /// `photosrv_multihead_races_total`.
+    pub multihead_races: Counter,
+    /// `photosrv_multihead_timeouts_total`: races that ended by the head timeout.
+    pub multihead_timeouts: Counter,
+    /// `photosrv_reloads_total{result}`.
+    pub reloads: Family<ReloadLabels, Counter>,
+    /// `photosrv_shards_without_live_node{ring}`.
+    pub shards_without_live_node: Family<RingLabels, Gauge>,
+    /// `photosrv_migration_state`: 0 old, 1 both, 2 new.
+    pub migration_state: Gauge,
+    /// `photosrv_build_info{version}`: always 1.
+    pub build_info: Family<BuildLabels, Gauge>,
+    /// `photosrv_connections`: client connections open now.
+    pub connections: Gauge,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+    .into_iter()
+}
+
+impl Metrics {
+    /// The metrics, registered in `registry`.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let m = Metrics {
+            requests: Family::default(),
+            upstream_latency: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            upstream_failures: Family::default(),
+            retries: Counter::default(),
+            multihead_races: Counter::default(),
+            multihead_timeouts: Counter::default(),
+            reloads: Family::default(),
+            shards_without_live_node: Family::default(),
+            migration_state: Gauge::default(),
+            build_info: Family::default(),
+            connections: Gauge::default(),
+        };
+        let r = registry.sub_registry_with_prefix("photosrv");
+        r.register(
+            "requests",
+            "Client requests answered, by method, status and shard",
+            m.requests.clone(),
+        );
+        r.register(
+            "upstream_latency_seconds",
+            "Time from sending a request to a node to its response headers",
+            m.upstream_latency.clone(),
+        );
+        r.register(
+            "upstream_failures",
+            "Failed attempts to a node, by kind",
+            m.upstream_failures.clone(),
+        );
+        r.register(
+            "retries",
+            "Attempts beyond the first of a request (failover)",
+            m.retries.clone(),
+        );
+        r.register(
+            "multihead_races",
+            "Multi-HEAD races run",
+            m.multihead_races.clone(),
+        );
+        r.register(
+            "multihead_timeouts",
+            "Multi-HEAD races that ended by the head timeout",
+            m.multihead_timeouts.clone(),
+        );
+        r.register(
+            "reloads",
+            "Config and roster reloads, by result",
+            m.reloads.clone(),
+        );
+        r.register(
+            "shards_without_live_node",
+            "Shards with no live node, by ring",
+            m.shards_without_live_node.clone(),
+        );
+        r.register(
+            "migration_state",
+            "Migration state: 0 old ring, 1 both, 2 new ring",
+            m.migration_state.clone(),
+        );
+        r.register("build_info", "Build information", m.build_info.clone());
+        r.register(
+            "connections",
+            "Client connections open now",
+            m.connections.clone(),
+        );
+        m.build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        m
+    }
+}

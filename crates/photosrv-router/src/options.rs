@@ -1,0 +1,86 @@
+//! The router's effective settings: command-line flags over the config file over defaults.
+//! Every default is documented in `docs/configuration.md`.
+
+use photosrv_config::{Config, LogFormat, ReplicaMode, Settings};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the router needs to know besides the routing table.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    /// The config file (re-read on reload).
+    pub config_path: PathBuf,
+    /// The roster file, if any (re-read on reload).
+    pub roster_path: Option<PathBuf>,
+    /// The datacenter to serve from.
+    pub dc: Option<String>,
+    /// Client-facing address.
+    pub listen: SocketAddr,
+    /// Admin address.
+    pub admin_listen: SocketAddr,
+    /// Replica choice.
+    pub mode: ReplicaMode,
+    /// How long a multi-HEAD race waits for a winner.
+    pub head_timeout: Duration,
+    /// TCP connect timeout to a node.
+    pub connect_timeout: Duration,
+    /// Time from sending a request to a node to its response headers.
+    pub upstream_timeout: Duration,
+    /// Time a client has to send its request head (also the keep-alive idle limit).
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests may finish after a stop signal.
+    pub grace_period: Duration,
+    /// Fallback poll interval for config and roster changes.
+    pub reload_poll: Duration,
+    /// Client connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Largest request head accepted (431 beyond).
+    pub max_header_bytes: usize,
+    /// The secret for migration switching; switching is refused without one.
+    pub migration_key: Option<String>,
+    /// Where the migration state is kept.
+    pub migration_state: Option<PathBuf>,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+impl RouterOptions {
+    /// Resolves `flags` over the settings of `config` over the defaults. Paths in the file
+    /// are relative to the file's directory; paths in flags are as given.
+    pub fn resolve(config: &Config, flags: Settings) -> RouterOptions {
+        let mut file = config.settings.clone();
+        file.roster = file.roster.map(|p| config.resolve(&p));
+        file.migration_state = file.migration_state.map(|p| config.resolve(&p));
+        let s = flags.over(file);
+        let ms = |value: Option<u64>, default: u64| Duration::from_millis(value.unwrap_or(default));
+        // Go enabled multi-HEAD by a head timeout > 0; keep that when no mode is given.
+        let mode = s.mode.unwrap_or(match s.head_timeout_ms {
+            Some(t) if t > 0 => ReplicaMode::Multihead,
+            _ => ReplicaMode::Random,
+        });
+        RouterOptions {
+            config_path: config.path.clone(),
+            roster_path: s.roster,
+            dc: s.dc,
+            listen: s
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8888))),
+            admin_listen: s
+                .admin_listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            mode,
+            head_timeout: ms(s.head_timeout_ms.filter(|&t| t > 0), 200),
+            connect_timeout: ms(s.connect_timeout_ms, 1_000),
+            upstream_timeout: ms(s.upstream_timeout_ms, 15_000),
+            header_read_timeout: ms(s.header_read_timeout_ms, 10_000),
+            grace_period: ms(s.grace_period_ms, 30_000),
+            reload_poll: ms(s.reload_poll_ms, 1_000),
+            max_connections: s.max_connections.unwrap_or(10_000),
+            max_header_bytes: s.max_header_bytes.unwrap_or(64 * 1024).max(8192),
+            migration_key: s.migration_key.filter(|k| !k.is_empty()),
+            migration_state: s.migration_state,
+            log_format: s.log_format.unwrap_or_default(),
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The shared router state and the request handler.
+
+use crate::forward::{self, Outcome, ProxyBody, UpstreamClient};
+use crate::metrics::{MethodLabel, Metrics, RequestLabels, RingLabels};
+use crate::options::RouterOptions;
+use crate::reload::{ReloadError, Reloader};
+use crate::table::{MigrationState, RouteError, RoutingTable};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The router: the current routing table plus everything that outlives a reload. Cheap to
+/// clone (an `Arc`).
+#[derive(Clone)]
+pub struct Router {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) options: RouterOptions,
+    pub(crate) table: ArcSwap<RoutingTable>,
+    pub(crate) client: UpstreamClient,
+    pub(crate) registry: Registry,
+    pub(crate) metrics: Metrics,
+    pub(crate) migration: AtomicU8,
+    /// Serialises migration switches so the file and memory agree.
+    pub(crate) migration_lock: Mutex<()>,
+    pub(crate) reloader: Mutex<Reloader>,
+    /// Go's expvar `Requests`.
+    pub(crate) go_requests: AtomicU64,
+    /// Go's expvar `Errors`: failed upstream attempts.
+    pub(crate) go_errors: AtomicU64,
+}
+
+/// Why the router could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config, roster or migration state is unusable.
+    #[error(transparent)]
+    Load(#[from] ReloadError),
+    /// An https node: not supported by the forwarding client yet.
+    #[error("node {0} is https: the router forwards over http only (see ROADMAP.md)")]
+    Https(String),
+}
+
+fn reply(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        text.as_bytes(),
+    ))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+impl Router {
+    /// Loads the config and roster named by `options`, restores the migration state, and
+    /// builds the first routing table.
+    pub fn new(options: RouterOptions) -> Result<Router, StartError> {
+        let mut reloader = Reloader::new(&options);
+        let table = reloader.load_initial()?;
+        for ring in std::iter::once(&table.primary).chain(&table.migration) {
+            for shard in &ring.shards {
+                if let Some(node) = shard.configured.iter().find(|n| n.addr.tls) {
+                    return Err(StartError::Https(node.addr.url.clone()));
+                }
+            }
+        }
+        let migration = crate::migration::restore(&options, &table)?;
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let client = forward::upstream_client(options.connect_timeout);
+        let router = Router {
+            inner: Arc::new(Inner {
+                options,
+                table: ArcSwap::from_pointee(table),
+                client,
+                registry,
+                metrics,
+                migration: AtomicU8::new(migration.as_index()),
+                migration_lock: Mutex::new(()),
+                reloader: Mutex::new(reloader),
+                go_requests: AtomicU64::new(0),
+                go_errors: AtomicU64::new(0),
+            }),
+        };
+        router
+            .inner
+            .metrics
+            .migration_state
+            .set(i64::from(migration.as_index()));
+        router.publish_table_gauges();
+        Ok(router)
+    }
+
+    /// The effective options.
+    pub fn options(&self) -> &RouterOptions {
+        &self.inner.options
+    }
+
+    /// The current routing table.
+    pub fn table(&self) -> Arc<RoutingTable> {
+        self.inner.table.load_full()
+    }
+
+    /// The current migration state.
+    pub fn migration_state(&self) -> MigrationState {
+        MigrationState::from_index(self.inner.migration.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn publish_table_gauges(&self) {
+        let table = self.inner.table.load();
+        let (primary, migration) = table.missing_shards();
+        let gauges = &self.inner.metrics.shards_without_live_node;
+        gauges
+            .get_or_create(&RingLabels { ring: "primary" })
+            .set(primary.len() as i64);
+        gauges
+            .get_or_create(&RingLabels { ring: "migration" })
+            .set(migration.len() as i64);
+    }
+
+    /// Answers one client request.
+    pub async fn handle(
+        &self,
+        request: Request<hyper::body::Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        self.inner.go_requests.fetch_add(1, Ordering::Relaxed);
+        let method = request.method().clone();
+        let method_label = match method {
+            Method::GET => MethodLabel::GET,
+            Method::HEAD => MethodLabel::HEAD,
+            _ => MethodLabel::OTHER,
+        };
+        let table = self.inner.table.load_full();
+        let state = self.migration_state();
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let (response, shard, node, attempts) = 'answer: {
+            if method_label == MethodLabel::OTHER {
+                let mut response = reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "only GET and HEAD are served\n",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                break 'answer (response, "", None, 0);
+            }
+            if has_body(&request) {
+                break 'answer (
+                    reply(
+                        StatusCode::BAD_REQUEST,
+                        "a GET or HEAD request must not have a body\n",
+                    ),
+                    "",
+                    None,
+                    0,
+                );
+            }
+            let route = match table.route(target.as_bytes(), state) {
+                Ok(route) => route,
+                Err(RouteError::Path(e)) => {
+                    let status =
+                        StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+                    let text = if status == StatusCode::NOT_FOUND {
+                        "not found\n"
+                    } else {
+                        "bad request path\n"
+                    };
+                    break 'answer (reply(status, text), "", None, 0);
+                }
+                Err(RouteError::NoLiveNode) => {
+                    break 'answer (
+                        reply(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "no live node for this key's shard\n",
+                        ),
+                        "",
+                        None,
+                        0,
+                    );
+                }
+            };
+            let mut path_and_query = route.upstream_path.clone();
+            if let Some(query) = request.uri().query() {
+                path_and_query.push('?');
+                path_and_query.push_str(query);
+            }
+            let headers = forward::upstream_headers(request.headers(), client.ip());
+            match self
+                .forward(&method, &route.groups, &path_and_query, &headers)
+                .await
+            {
+                Outcome::Response {
+                    response,
+                    node,
+                    attempts,
+                } => {
+                    let (mut parts, body) = response.into_parts();
+                    forward::strip_hop_by_hop(&mut parts.headers);
+                    parts
+                        .headers
+                        .append(header::VIA, HeaderValue::from_static("1.1 photosrv"));
+                    (
+                        Response::from_parts(parts, Either::Left(body)),
+                        route.shard,
+                        Some(node),
+                        attempts,
+                    )
+                }
+                Outcome::Failed {
+                    attempts,
+                    all_timeouts,
+                } => {
+                    let response = if all_timeouts {
+                        reply(StatusCode::GATEWAY_TIMEOUT, "every replica timed out\n")
+                    } else {
+                        reply(StatusCode::BAD_GATEWAY, "every replica failed\n")
+                    };
+                    (response, route.shard, None, attempts)
+                }
+            }
+        };
+        let status = response.status();
+        self.inner
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                method: method_label,
+                status: status.as_u16(),
+                shard: shard.to_owned(),
+            })
+            .inc();
+        let node_url = node.as_ref().map_or("", |n| n.addr.url.as_str());
+        let bytes = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info!(
+            target: "photosrv::access",
+            %client, %method, path = %target, status = status.as_u16(), shard, node = node_url,
+            bytes, ms = started.elapsed().as_secs_f64() * 1000.0, attempts,
+        );
+        if status == StatusCode::NOT_FOUND && node.is_some() {
+            // The Go photosrv's "Not found" line, which existing log pipelines parse.
+            let header = |name: header::HeaderName| {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let line = serde_json::json!({
+                "UserAgent": header(header::USER_AGENT),
+                "Referer": header(header::REFERER),
+                "Status": "404",
+                "URL": target,
+                "IP": client.to_string(),
+            });
+            tracing::info!(target: "photosrv::notfound", "Not found: {line}");
+        }
+        response
+    }
+}
+
+/// Whether a request carries a body: GET and HEAD with one are refused rather than have
+/// the body dropped or forwarded.
+fn has_body(request: &Request<hyper::body::Incoming>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}

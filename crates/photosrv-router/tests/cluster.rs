@@ -1,0 +1,486 @@
+//! The router in front of real nginx WebDAV nodes: correctness of what it serves,
+//! failover, timeouts, hot reload and refusal of hostile paths.
+
+mod support;
+
+use photosrv_config::ReplicaMode;
+use photosrv_router::MigrationState;
+use photosrv_testkit::{Fault, FaultyNode, RouterBuilder};
+use std::time::{Duration, Instant};
+use support::{body_for, client, eventually, raw_exchange, Cluster};
+
+/// The shard index (0-based) of `key` in the router's current table.
+fn shard_of(router: &photosrv_router::Router, key: &str) -> usize {
+    let table = router.table();
+    let name = &table.primary.shard_of(key.as_bytes()).name;
+    name.trim_start_matches("shard").parse::<usize>().unwrap() - 1
+}
+
+fn keys(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("images/hotel/max500/{}/{i}.jpg", i % 7))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_seeded_objects_byte_exact_with_head_and_range() {
+    let Some(cluster) = Cluster::start("serves_seeded_objects", 2, 2) else {
+        return;
+    };
+    let router = RouterBuilder::new(cluster.config("jump", ""))
+        .start()
+        .await
+        .unwrap();
+    let keys = keys(40);
+    for (i, key) in keys.iter().enumerate() {
+        cluster.seed(
+            shard_of(&router.router, key),
+            key,
+            &body_for(key, 1000 + i * 997),
+        );
+    }
+    let http = client();
+    let mut per_shard = [0usize; 2];
+    for (i, key) in keys.iter().enumerate() {
+        let want = body_for(key, 1000 + i * 997);
+        per_shard[shard_of(&router.router, key)] += 1;
+        let url = format!("{}/{key}", router.url());
+        let get = http.get(&url).send().await.unwrap();
+        assert_eq!(get.status(), 200, "{key}");
+        assert!(get.headers().get("via").is_some());
+        assert_eq!(get.bytes().await.unwrap(), want, "{key}");
+
+        let head = http.head(&url).send().await.unwrap();
+        assert_eq!(head.status(), 200);
+        assert_eq!(
+            head.headers()["content-length"],
+            want.len().to_string().as_str()
+        );
+        let etag = head.headers()["etag"].clone();
+
+        let range = http
+            .get(&url)
+            .header("range", "bytes=10-99")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(range.status(), 206);
+        assert_eq!(
+            range.headers()["content-range"],
+            format!("bytes 10-99/{}", want.len()).as_str()
+        );
+        assert_eq!(range.bytes().await.unwrap(), want[10..100]);
+
+        let cached = http
+            .get(&url)
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(cached.status(), 304);
+    }
+    assert!(
+        per_shard.iter().all(|&n| n > 0),
+        "keys reached both shards: {per_shard:?}"
+    );
+    let missing = http
+        .get(format!("{}/images/none.jpg", router.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_costs_no_request() {
+    let Some(mut cluster) = Cluster::start("killed_node_costs_no_request", 2, 2) else {
+        return;
+    };
+    for mode in [ReplicaMode::Random, ReplicaMode::Multihead] {
+        let router = RouterBuilder::new(cluster.config("jump", ""))
+            .mode(mode)
+            .start()
+            .await
+            .unwrap();
+        let keys = keys(50);
+        for key in &keys {
+            cluster.seed(shard_of(&router.router, key), key, &body_for(key, 4096));
+        }
+        if cluster.nodes[0][0].is_running() {
+            cluster.nodes[0][0].stop();
+        }
+        let http = client();
+        let mut failures = 0;
+        for i in 0..2000 {
+            let key = &keys[i % keys.len()];
+            let response = http
+                .get(format!("{}/{key}", router.url()))
+                .send()
+                .await
+                .unwrap();
+            if response.status() != 200 || response.bytes().await.unwrap() != body_for(key, 4096) {
+                failures += 1;
+            }
+        }
+        assert_eq!(failures, 0, "{mode:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_node_costs_at_most_the_timeout_and_statuses_are_honest() {
+    let Some(cluster) = Cluster::start("hanging_node", 1, 1) else {
+        return;
+    };
+    let hang = FaultyNode::start(Fault::Hang).await.unwrap();
+    let fail = FaultyNode::start(Fault::Fail500).await.unwrap();
+    let good = &cluster.nodes[0][0];
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {} {}\n</shards>\n</dc1>\n<migration>\n<dc1>\n<shards>\nshard1 {} {}\n</shards>\n</dc1>\n</migration>\n</photosrv>\n",
+        hang.url(), good.url(), hang.url(), fail.url()
+    );
+    let router = RouterBuilder::new(config)
+        .settings(|s| {
+            s.upstream_timeout_ms = Some(300);
+            s.migration_key = Some("k".into());
+        })
+        .start()
+        .await
+        .unwrap();
+    good.seed("a.jpg", b"hello").unwrap();
+    let http = client();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let response = http
+            .get(format!("{}/a.jpg", router.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.bytes().await.unwrap(), "hello");
+        slowest = slowest.max(started.elapsed());
+    }
+    // One timeout at most per request (then the hanging node is tried last).
+    assert!(
+        slowest < Duration::from_millis(300 + 1500),
+        "slowest request took {slowest:?}"
+    );
+
+    // The migration ring alone: a hanging node and a failing one. 502, never 404.
+    router
+        .router
+        .switch_migration(MigrationState::New, Some("k"))
+        .unwrap();
+    let response = http
+        .get(format!("{}/a.jpg", router.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_timeouts_give_504_and_no_live_node_gives_503() {
+    let hang = FaultyNode::start(Fault::Hang).await.unwrap();
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {}\nshard2 http://127.0.0.1:9\n</shards>\n</dc1>\n</photosrv>\n",
+        hang.url()
+    );
+    let roster = format!("n {}\n", hang.addr);
+    let router = RouterBuilder::new(config)
+        .roster(roster)
+        .settings(|s| s.upstream_timeout_ms = Some(200))
+        .start()
+        .await
+        .unwrap();
+    let http = client();
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let response = http
+            .get(format!("{}/k{i}", router.url()))
+            .send()
+            .await
+            .unwrap();
+        seen.insert(response.status().as_u16());
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [503, 504]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_symlink_swap_and_in_place_edit_are_honoured_and_garbage_is_not() {
+    let Some(cluster) = Cluster::start("roster_reload", 1, 2) else {
+        return;
+    };
+    let (a, b) = (&cluster.nodes[0][0], &cluster.nodes[0][1]);
+    let router = RouterBuilder::new(cluster.config("jump", ""))
+        .roster(cluster.roster_without(&[]))
+        .start()
+        .await
+        .unwrap();
+    let live = |router: &photosrv_router::Router| router.table().primary.shards[0].live.len();
+    assert_eq!(live(&router.router), 2);
+    let dir = router.dir.path();
+    let roster = router.roster_path();
+
+    // In-place edit (truncate and write).
+    std::fs::write(&roster, cluster.roster_without(&[b])).unwrap();
+    let took = eventually(Duration::from_secs(2), || live(&router.router) == 1).await;
+    assert!(took.is_some(), "in-place edit not seen within 2 s");
+
+    // Symlink swap: roster -> roster.v2, replaced by rename.
+    std::fs::remove_file(&roster).unwrap();
+    std::fs::write(dir.join("roster.v1"), cluster.roster_without(&[a])).unwrap();
+    std::fs::write(dir.join("roster.v2"), cluster.roster_without(&[])).unwrap();
+    std::os::unix::fs::symlink("roster.v1", &roster).unwrap();
+    assert!(eventually(Duration::from_secs(2), || {
+        let t = router.router.table();
+        t.primary.shards[0].live.len() == 1
+            && t.primary.shards[0].live[0].addr.authority == b.authority()
+    })
+    .await
+    .is_some());
+    std::os::unix::fs::symlink("roster.v2", dir.join("roster.new")).unwrap();
+    std::fs::rename(dir.join("roster.new"), &roster).unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || live(&router.router) == 2)
+            .await
+            .is_some(),
+        "symlink swap not seen within 2 s"
+    );
+
+    // Garbage keeps the last good roster, and so does a roster listing no node.
+    std::fs::write(
+        dir.join("roster.v3"),
+        b"\x00\xff garbage\nno-port-here x:y\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("roster.v3", dir.join("roster.new")).unwrap();
+    std::fs::rename(dir.join("roster.new"), &roster).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(live(&router.router), 2);
+    std::fs::write(dir.join("roster.v3"), "x 10.0.0.1:1\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(live(&router.router), 2);
+
+    // A broken config keeps the last good table too.
+    std::fs::write(router.config_path(), "<photosrv>\n<dc1>\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(live(&router.router), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_methods_get_405_and_hostile_paths_never_reach_a_node() {
+    let Some(cluster) = Cluster::start("hostile_paths", 1, 1) else {
+        return;
+    };
+    let router = RouterBuilder::new(cluster.config("jump", ""))
+        .start()
+        .await
+        .unwrap();
+    let http = client();
+    for method in ["PUT", "POST", "DELETE", "PATCH", "OPTIONS"] {
+        let response = http
+            .request(method.parse().unwrap(), format!("{}/a.jpg", router.url()))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["allow"], "GET, HEAD");
+    }
+    for (target, want) in [
+        ("/", "404"),
+        ("/../etc/passwd", "404"),
+        ("/%2e%2e/x", "404"),
+        ("/.git/x", "404"),
+        ("/a/%2E%2E/%2e%2E/etc/passwd", "404"),
+        ("/a%00b", "400"),
+        ("/a%zz", "400"),
+    ] {
+        let answer = raw_exchange(
+            router.addr,
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {want}")),
+            "{target}: {answer}"
+        );
+    }
+    // A control: an ordinary request does reach the node and its log.
+    cluster.nodes[0][0].seed("control.jpg", b"c").unwrap();
+    assert_eq!(
+        http.get(format!("{}/control.jpg", router.url()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let log = cluster.nodes[0][0].access_log();
+    assert!(
+        log.contains("GET /control.jpg"),
+        "the access log works: {log}"
+    );
+    for needle in ["passwd", ".git", "%2e", "%2E", "..", "a%00b", "GET / "] {
+        assert!(!log.contains(needle), "{needle} reached a node:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_clients_through_roster_reloads_see_no_error_and_right_bodies() {
+    let Some(cluster) = Cluster::start("concurrent_reloads", 2, 2) else {
+        return;
+    };
+    let router = RouterBuilder::new(cluster.config("jump", ""))
+        .roster(cluster.roster_without(&[]))
+        .start()
+        .await
+        .unwrap();
+    let keys = keys(100);
+    for key in &keys {
+        cluster.seed(
+            shard_of(&router.router, key),
+            key,
+            &body_for(key, 4096 + key.len()),
+        );
+    }
+    let url = router.url();
+    let clients: Vec<_> = (0..50)
+        .map(|c| {
+            let (keys, url) = (keys.clone(), url.clone());
+            tokio::spawn(async move {
+                let http = client();
+                let mut bad = Vec::new();
+                for i in 0..200 {
+                    let key = &keys[(c * 7 + i) % keys.len()];
+                    match http.get(format!("{url}/{key}")).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            if r.bytes()
+                                .await
+                                .map(|b| b != body_for(key, 4096 + key.len()))
+                                .unwrap_or(true)
+                            {
+                                bad.push(format!("{key}: wrong body"));
+                            }
+                        }
+                        Ok(r) => bad.push(format!("{key}: {}", r.status())),
+                        Err(e) => bad.push(format!("{key}: {e}")),
+                    }
+                }
+                bad
+            })
+        })
+        .collect();
+    // 20 reloads meanwhile: alternately drop one replica of each shard from the roster.
+    let roster = router.roster_path();
+    for i in 0..20 {
+        let except = [&cluster.nodes[0][i % 2], &cluster.nodes[1][(i + 1) % 2]];
+        let text = if i % 2 == 0 {
+            cluster.roster_without(&except)
+        } else {
+            cluster.roster_without(&[])
+        };
+        let temp = router.dir.path().join("roster.tmp");
+        std::fs::write(&temp, text).unwrap();
+        std::fs::rename(&temp, &roster).unwrap();
+        router.router.reload(false).unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let mut bad = Vec::new();
+    for task in clients {
+        bad.extend(task.await.unwrap());
+    }
+    assert!(
+        bad.is_empty(),
+        "{} failures, first: {:?}",
+        bad.len(),
+        bad.first()
+    );
+}
+
+/// Peak resident memory of this process (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_object_is_streamed_not_buffered() {
+    let Some(cluster) = Cluster::start("large_object_streamed", 1, 1) else {
+        return;
+    };
+    let router = RouterBuilder::new(cluster.config("jump", ""))
+        .start()
+        .await
+        .unwrap();
+    // Written a MiB at a time, so this process never holds the object whole and its peak
+    // RSS is a fair witness of what the router holds.
+    let checksum = |h: u64, data: &[u8]| {
+        data.iter()
+            .fold(h, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+    };
+    let (chunks, len) = (64, 64 << 20);
+    let mut want = 0u64;
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(cluster.nodes[0][0].root.join("big.bin")).unwrap();
+        for i in 0..chunks {
+            let chunk = body_for(&format!("big{i}"), 1 << 20);
+            want = checksum(want, &chunk);
+            file.write_all(&chunk).unwrap();
+        }
+    }
+    let before = peak_rss_kib();
+    let mut response = client()
+        .get(format!("{}/big.bin", router.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (mut got, mut sum) = (0usize, 0u64);
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        got += chunk.len();
+        sum = checksum(sum, &chunk);
+    }
+    assert_eq!((got, sum), (len, want));
+    let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
+    eprintln!("peak RSS grew by {grown_mib} MiB while streaming 64 MiB");
+    assert!(
+        grown_mib < 24,
+        "peak RSS grew by {grown_mib} MiB for a 64 MiB object"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multihead_serves_from_the_replica_that_has_the_object() {
+    let Some(cluster) = Cluster::start("multihead_partial", 1, 3) else {
+        return;
+    };
+    let router = RouterBuilder::new(cluster.config("jump", ""))
+        .mode(ReplicaMode::Multihead)
+        .start()
+        .await
+        .unwrap();
+    cluster.nodes[0][1].seed("only-one.jpg", b"here").unwrap();
+    let http = client();
+    for _ in 0..30 {
+        let response = http
+            .get(format!("{}/only-one.jpg", router.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.bytes().await.unwrap(), "here");
+        let head = http
+            .head(format!("{}/only-one.jpg", router.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), 200);
+    }
+}

@@ -1,0 +1,86 @@
+//! Nodes that misbehave on purpose, for failover tests.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How a [`FaultyNode`] misbehaves.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Accepts connections and never answers.
+    Hang,
+    /// Answers every request with 500.
+    Fail500,
+    /// Answers 200 with `body` after a delay.
+    Slow(Duration, &'static [u8]),
+}
+
+/// A node on a loopback port that misbehaves; stopped on drop.
+pub struct FaultyNode {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyNode {
+    /// Starts the node on the current tokio runtime.
+    pub async fn start(fault: Fault) -> std::io::Result<FaultyNode> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                match fault {
+                    // Keep the socket open and unread.
+                    Fault::Hang => held.push(stream),
+                    Fault::Fail500 | Fault::Slow(..) => {
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; 16 * 1024];
+                            let mut seen = Vec::new();
+                            loop {
+                                let n = match stream.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => n,
+                                };
+                                seen.extend_from_slice(&buf[..n]);
+                                while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n")
+                                {
+                                    let head = seen.drain(..end + 4).collect::<Vec<_>>();
+                                    let is_head = head.starts_with(b"HEAD ");
+                                    let response = match fault {
+                                        Fault::Fail500 => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail".to_vec(),
+                                        Fault::Slow(delay, body) => {
+                                            tokio::time::sleep(delay).await;
+                                            let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+                                            if !is_head {
+                                                r.extend_from_slice(body);
+                                            }
+                                            r
+                                        }
+                                        Fault::Hang => unreachable!(),
+                                    };
+                                    if stream.write_all(&response).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        });
+                    }
+                }
+            }
+        });
+        Ok(FaultyNode { addr, task })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FaultyNode {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
