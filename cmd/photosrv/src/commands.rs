@@ -55,7 +55,7 @@ pub struct ServeArgs {
     log_format: Option<LogFormat>,
 }
 
-fn init_logging(format: LogFormat) {
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -79,7 +79,7 @@ fn print_config_error(error: &ConfigError) {
 }
 
 /// Waits for SIGTERM or SIGINT.
-async fn stop_signal() {
+pub async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
@@ -374,4 +374,51 @@ pub fn route(args: RouteArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `photosrv storage`.
+#[derive(Args)]
+pub struct StorageArgs {
+    /// The directory to store files in (must exist).
+    #[arg(long)]
+    root: PathBuf,
+    /// The address to serve on.
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    listen: SocketAddr,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: LogFormat,
+}
+
+pub fn storage(args: StorageArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let storage = match photosrv_storage::Storage::open(&args.root) {
+        Ok(storage) => storage,
+        Err(error) => {
+            eprintln!("photosrv storage: {}: {error}", args.root.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("photosrv storage: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let listener = match photosrv_router::bind_reuseport(args.listen) {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("photosrv storage: cannot listen on {}: {error}", args.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(root = %storage.root().display(), listen = %args.listen, "storage node serving");
+        photosrv_storage::serve(listener, storage, stop_signal()).await;
+        ExitCode::SUCCESS
+    })
 }

@@ -1,6 +1,7 @@
 //! `photosrv`: the router daemon and its tools. Thin: flags, logging, then the library.
 
 mod commands;
+mod demo;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,6 +28,10 @@ enum Command {
     CheckConfig(commands::CheckArgs),
     /// Print the shard and nodes of each key: KEY<TAB>SHARD<TAB>NODE NODE...
     Route(commands::RouteArgs),
+    /// Run one storage node serving the files under a directory.
+    Storage(commands::StorageArgs),
+    /// Run a whole local cluster (4 storage nodes, a router) with sample images.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +40,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve(args),
         Command::CheckConfig(args) => commands::check_config(args),
         Command::Route(args) => commands::route(args),
+        Command::Storage(args) => commands::storage(args),
+        Command::Demo(args) => demo::run(args),
     }
 }

@@ -87,8 +87,6 @@ pub struct Metrics {
     pub migration_state: Gauge,
     /// `photosrv_build_info{version}`: always 1.
     pub build_info: Family<BuildLabels, Gauge>,
-    /// `photosrv_connections`: client connections open now.
-    pub connections: Gauge,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -112,7 +110,6 @@ impl Metrics {
             shards_without_live_node: Family::default(),
             migration_state: Gauge::default(),
             build_info: Family::default(),
-            connections: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("photosrv");
         r.register(
@@ -161,11 +158,6 @@ impl Metrics {
             m.migration_state.clone(),
         );
         r.register("build_info", "Build information", m.build_info.clone());
-        r.register(
-            "connections",
-            "Client connections open now",
-            m.connections.clone(),
-        );
         m.build_info
             .get_or_create(&BuildLabels {
                 version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -1,0 +1,152 @@
+//! The accept loop shared by the photosrv router and storage node.
+//!
+//! One loop, hyper-util's: the auto builder (HTTP/1.1 and h2c), a limit on open
+//! connections (beyond it, new ones wait in the listen backlog), a header read timeout and
+//! size limit, and on shutdown: stop accepting, drain open connections for a grace period.
+//!
+//! ```no_run
+//! # async fn example() -> std::io::Result<()> {
+//! use photosrv_http::{serve, ServeSettings};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let handler = |_request: http::Request<hyper::body::Incoming>, _client| async {
+//!     http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"hi\n")))
+//! };
+//! serve(listener, ServeSettings::new("example"), handler, std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// How a listener serves.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// A name for log lines.
+    pub name: &'static str,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// How long open connections may finish after shutdown.
+    pub grace_period: Duration,
+    /// How long a client may take to send a request head (and stay idle between requests).
+    pub header_read_timeout: Duration,
+    /// The largest request head accepted; larger gets 431.
+    pub max_header_bytes: usize,
+}
+
+impl ServeSettings {
+    /// Defaults: 10,000 connections, 30 s grace, 10 s header timeout, 64 KiB heads.
+    pub fn new(name: &'static str) -> ServeSettings {
+        ServeSettings {
+            name,
+            max_connections: 10_000,
+            grace_period: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// open connections finish for up to the grace period.
+pub async fn serve<H, F, B>(
+    listener: TcpListener,
+    settings: ServeSettings,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(http::Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    let graceful = GracefulShutdown::new();
+    let limit = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listener = settings.name, %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = service_fn(move |request| {
+            let response = handler(request, remote);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%remote, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let open = graceful.count();
+    if open > 0 {
+        tracing::info!(listener = settings.name, open, "draining connections");
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(settings.grace_period) => {
+            tracing::warn!(listener = settings.name, "grace period over: closing the connections left");
+        }
+    }
+}
+
+/// Binds `addr` with SO_REUSEPORT (and SO_REUSEADDR), so a second process can bind the
+/// same port during a restart and no connection is refused meanwhile.
+pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = if addr.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    TcpListener::from_std(socket.into())
+}

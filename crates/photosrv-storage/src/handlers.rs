@@ -1,0 +1,531 @@
+//! The storage node's request handlers.
+
+use crate::paths::{resolve, stays_inside, PathRefused};
+use crate::Storage;
+use bytes::Bytes;
+use futures_util::stream;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Incoming;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncWriteExt;
+
+/// The body of every storage response.
+pub type StorageBody = BoxBody<Bytes, std::io::Error>;
+
+/// Files are read and written in chunks of this size; a file no larger is read at once.
+const CHUNK: usize = 256 * 1024;
+
+const ALLOW: &str = "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL";
+
+fn full(bytes: impl Into<Bytes>) -> StorageBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn status(code: StatusCode, text: &'static str) -> Response<StorageBody> {
+    let mut response = Response::new(full(text));
+    *response.status_mut() = code;
+    response
+}
+
+fn empty(code: StatusCode) -> Response<StorageBody> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = code;
+    response
+}
+
+fn refused(refusal: PathRefused) -> Response<StorageBody> {
+    match refusal {
+        PathRefused::Malformed => status(StatusCode::BAD_REQUEST, "malformed path\n"),
+        PathRefused::Dot => status(StatusCode::NOT_FOUND, "not found\n"),
+        PathRefused::Escapes => status(StatusCode::FORBIDDEN, "forbidden\n"),
+    }
+}
+
+fn io_error(error: &std::io::Error) -> Response<StorageBody> {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => status(StatusCode::NOT_FOUND, "not found\n"),
+        std::io::ErrorKind::PermissionDenied => status(StatusCode::FORBIDDEN, "forbidden\n"),
+        _ => {
+            tracing::error!(%error, "storage I/O error");
+            status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n")
+        }
+    }
+}
+
+/// The Content-Type for a file name, from a small table of what photo and web
+/// storage holds; anything else is application/octet-stream.
+fn content_type(path: &Path) -> &'static str {
+    let extension = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match extension.as_deref() {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("avif") => "image/avif",
+        Some("svg") => "image/svg+xml",
+        Some("ico") => "image/x-icon",
+        Some("txt") => "text/plain; charset=utf-8",
+        Some("html" | "htm") => "text/html; charset=utf-8",
+        Some("css") => "text/css",
+        Some("js") => "text/javascript",
+        Some("json") => "application/json",
+        Some("mp4") => "video/mp4",
+        Some("pdf") => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// nginx's ETag: hex mtime seconds and hex length.
+fn etag_of(mtime: SystemTime, len: u64) -> String {
+    let secs = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("\"{secs:x}-{len:x}\"")
+}
+
+fn etag_matches(list: &str, etag: &str) -> bool {
+    list.split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+/// The requested single byte range, `None` for the whole file, `Err` when unsatisfiable.
+fn byte_range(
+    headers: &HeaderMap,
+    len: u64,
+    etag: &str,
+    last_modified: &str,
+) -> Result<Option<(u64, u64)>, ()> {
+    let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    if let Some(if_range) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        if if_range != etag && if_range != last_modified {
+            return Ok(None);
+        }
+    }
+    let Some(spec) = range.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        // Several ranges: the whole file is a valid answer.
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let number = |s: &str| s.trim().parse::<u64>().ok();
+    let (start, end) = match (first.trim().is_empty(), last.trim().is_empty()) {
+        (true, false) => match number(last) {
+            Some(0) | None => return Err(()),
+            Some(n) => (len.saturating_sub(n), len.saturating_sub(1)),
+        },
+        (false, true) => match number(first) {
+            Some(start) => (start, len.saturating_sub(1)),
+            None => return Ok(None),
+        },
+        (false, false) => match (number(first), number(last)) {
+            (Some(start), Some(end)) if start <= end => (start, end.min(len.saturating_sub(1))),
+            _ => return Ok(None),
+        },
+        (true, true) => return Ok(None),
+    };
+    if len == 0 || start >= len {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+/// Removes a temporary upload unless it was renamed into place: runs even when the
+/// connection drops and the handler future is dropped mid-body.
+struct TempFile {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// A file opened for reading, with what the response headers need.
+struct Opened {
+    file: std::fs::File,
+    len: u64,
+    mtime: SystemTime,
+}
+
+fn open_for_read(path: &Path) -> std::io::Result<Option<Opened>> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_dir() {
+        return Ok(None);
+    }
+    Ok(Some(Opened {
+        file,
+        len: meta.len(),
+        mtime: meta.modified().unwrap_or(UNIX_EPOCH),
+    }))
+}
+
+/// Streams `len` bytes of `file` from `start`, a chunk per blocking read.
+fn file_body(mut file: std::fs::File, start: u64, len: u64) -> StorageBody {
+    if len as usize <= CHUNK {
+        // Small: still read on the blocking pool, but as a single chunk.
+        let body = stream::once(async move {
+            tokio::task::spawn_blocking(move || {
+                file.seek(SeekFrom::Start(start))?;
+                let mut buf = vec![0; len as usize];
+                file.read_exact(&mut buf)?;
+                Ok(Frame::data(Bytes::from(buf)))
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        });
+        return StreamBody::new(body).boxed();
+    }
+    let state = (Some(file), start, len);
+    let chunks = stream::unfold(state, |(file, offset, remaining)| async move {
+        let mut file = file?;
+        if remaining == 0 {
+            return None;
+        }
+        let want = remaining.min(CHUNK as u64) as usize;
+        let read = tokio::task::spawn_blocking(move || {
+            file.seek(SeekFrom::Start(offset))?;
+            let mut buf = vec![0; want];
+            file.read_exact(&mut buf)?;
+            Ok::<_, std::io::Error>((file, buf))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match read {
+            Ok((file, buf)) => Some((
+                Ok(Frame::data(Bytes::from(buf))),
+                (Some(file), offset + want as u64, remaining - want as u64),
+            )),
+            Err(e) => Some((Err(e), (None, offset, 0))),
+        }
+    });
+    StreamBody::new(chunks).boxed()
+}
+
+impl Storage {
+    /// Answers one request.
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<StorageBody> {
+        let (path, is_collection) = match resolve(&self.inner.root, request.uri().path()) {
+            Ok(resolved) => resolved,
+            Err(refusal) => return refused(refusal),
+        };
+        if !stays_inside(&self.inner.root, &path) {
+            return refused(PathRefused::Escapes);
+        }
+        let method = request.method().clone();
+        let mut response = match method {
+            Method::GET | Method::HEAD => self.get(&request, path, method == Method::HEAD).await,
+            Method::PUT => self.put(request, path, is_collection).await,
+            Method::DELETE => self.delete(path).await,
+            _ if method.as_str() == "MKCOL" => self.mkcol(request, path).await,
+            Method::OPTIONS => {
+                let mut response = empty(StatusCode::OK);
+                response
+                    .headers_mut()
+                    .insert("dav", HeaderValue::from_static("1"));
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+                response
+            }
+            _ => {
+                let mut response = status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
+                response
+            }
+        };
+        response
+            .headers_mut()
+            .insert(header::SERVER, HeaderValue::from_static("photosrv-storage"));
+        response
+    }
+
+    async fn get(
+        &self,
+        request: &Request<Incoming>,
+        path: PathBuf,
+        head: bool,
+    ) -> Response<StorageBody> {
+        let mime = content_type(&path);
+        let opened = match tokio::task::spawn_blocking(move || open_for_read(&path)).await {
+            Ok(Ok(Some(opened))) => opened,
+            Ok(Ok(None)) => return status(StatusCode::FORBIDDEN, "a collection has no content\n"),
+            Ok(Err(e)) => return io_error(&e),
+            Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n"),
+        };
+        let etag = etag_of(opened.mtime, opened.len);
+        let last_modified = httpdate::fmt_http_date(opened.mtime);
+        let headers = request.headers();
+        let not_modified = match headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(list) => etag_matches(list, &etag),
+            None => headers
+                .get(header::IF_MODIFIED_SINCE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok())
+                .is_some_and(|since| {
+                    httpdate::HttpDate::from(opened.mtime) <= httpdate::HttpDate::from(since)
+                }),
+        };
+        let mut response = if not_modified {
+            empty(StatusCode::NOT_MODIFIED)
+        } else {
+            match byte_range(headers, opened.len, &etag, &last_modified) {
+                Err(()) => {
+                    let mut r =
+                        status(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", opened.len)) {
+                        r.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    return r;
+                }
+                Ok(range) => {
+                    let (start, end) = range.unwrap_or((0, opened.len.saturating_sub(1)));
+                    let len = if opened.len == 0 { 0 } else { end - start + 1 };
+                    let body = if head || len == 0 {
+                        full(Bytes::new())
+                    } else {
+                        file_body(opened.file, start, len)
+                    };
+                    let mut r = Response::new(body);
+                    if range.is_some() {
+                        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+                        if let Ok(v) =
+                            HeaderValue::from_str(&format!("bytes {start}-{end}/{}", opened.len))
+                        {
+                            r.headers_mut().insert(header::CONTENT_RANGE, v);
+                        }
+                    }
+                    r.headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                    r.headers_mut()
+                        .insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                    r.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+                    r
+                }
+            }
+        };
+        let h = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            h.insert(header::ETAG, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&last_modified) {
+            h.insert(header::LAST_MODIFIED, v);
+        }
+        response
+    }
+
+    async fn put(
+        &self,
+        request: Request<Incoming>,
+        path: PathBuf,
+        is_collection: bool,
+    ) -> Response<StorageBody> {
+        if is_collection || path == self.inner.root {
+            return status(StatusCode::CONFLICT, "cannot PUT a collection\n");
+        }
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.inner.max_body_bytes) {
+            return status(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+        }
+        let Some(dir) = path.parent().map(Path::to_path_buf) else {
+            return status(StatusCode::CONFLICT, "no parent collection\n");
+        };
+        let temp_path = dir.join(format!(".photosrv-tmp-{:016x}", rand::random::<u64>()));
+        let prepared = {
+            let (dir, temp_path, path) = (dir.clone(), temp_path.clone(), path.clone());
+            tokio::task::spawn_blocking(move || {
+                if path.is_dir() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::AlreadyExists,
+                        "a collection is in the way",
+                    ));
+                }
+                std::fs::create_dir_all(&dir)?;
+                std::fs::File::create(&temp_path)
+            })
+            .await
+        };
+        let file = match prepared {
+            Ok(Ok(file)) => file,
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return status(StatusCode::CONFLICT, "a file or collection is in the way\n")
+            }
+            Ok(Err(e)) => return io_error(&e),
+            Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n"),
+        };
+        // From here on the temporary file goes away unless it is renamed into place.
+        let mut temp = TempFile {
+            path: temp_path,
+            committed: false,
+        };
+        let mut writer =
+            tokio::io::BufWriter::with_capacity(CHUNK, tokio::fs::File::from_std(file));
+        let mut body = request.into_body();
+        let mut written = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(_) => return status(StatusCode::BAD_REQUEST, "upload cut off\n"),
+            };
+            if let Ok(data) = frame.into_data() {
+                written += data.len() as u64;
+                if written > self.inner.max_body_bytes {
+                    return status(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n");
+                }
+                if let Err(e) = writer.write_all(&data).await {
+                    return io_error(&e);
+                }
+            }
+        }
+        if declared.is_some_and(|n| n != written) {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "body length differs from Content-Length\n",
+            );
+        }
+        if let Err(e) = writer.flush().await {
+            return io_error(&e);
+        }
+        let file = writer.into_inner().into_std().await;
+        let temp_path = temp.path.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            file.sync_all()?;
+            let existed = path.exists();
+            std::fs::rename(&temp_path, &path)?;
+            sync_dir(&dir)?;
+            Ok::<_, std::io::Error>(existed)
+        })
+        .await;
+        match committed {
+            Ok(Ok(existed)) => {
+                temp.committed = true;
+                empty(if existed {
+                    StatusCode::NO_CONTENT
+                } else {
+                    StatusCode::CREATED
+                })
+            }
+            Ok(Err(e)) => io_error(&e),
+            Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n"),
+        }
+    }
+
+    async fn delete(&self, path: PathBuf) -> Response<StorageBody> {
+        if path == self.inner.root {
+            return status(StatusCode::FORBIDDEN, "the root cannot be deleted\n");
+        }
+        let result = tokio::task::spawn_blocking(move || {
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
+            match path.parent() {
+                Some(dir) => sync_dir(dir),
+                None => Ok(()),
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => empty(StatusCode::NO_CONTENT),
+            Ok(Err(e)) => io_error(&e),
+            Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n"),
+        }
+    }
+
+    async fn mkcol(&self, request: Request<Incoming>, path: PathBuf) -> Response<StorageBody> {
+        let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+            || request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0");
+        if has_body {
+            return status(StatusCode::UNSUPPORTED_MEDIA_TYPE, "MKCOL takes no body\n");
+        }
+        let result = tokio::task::spawn_blocking(move || {
+            if std::fs::symlink_metadata(&path).is_ok() {
+                return Ok(StatusCode::METHOD_NOT_ALLOWED);
+            }
+            match path.parent() {
+                Some(parent) if parent.is_dir() => {
+                    std::fs::create_dir(&path)?;
+                    sync_dir(parent)?;
+                    Ok(StatusCode::CREATED)
+                }
+                _ => Ok(StatusCode::CONFLICT),
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(code)) => empty(code),
+            Ok(Err(e)) => io_error(&e),
+            Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RANGE, HeaderValue::from_str(value).unwrap());
+        byte_range(&headers, len, "\"e\"", "date")
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(range("bytes=0-9", 100), Ok(Some((0, 9))));
+        assert_eq!(range("bytes=90-200", 100), Ok(Some((90, 99))));
+        assert_eq!(range("bytes=-10", 100), Ok(Some((90, 99))));
+        assert_eq!(range("bytes=-1000", 100), Ok(Some((0, 99))));
+        assert_eq!(range("bytes=50-", 100), Ok(Some((50, 99))));
+        assert_eq!(range("bytes=100-", 100), Err(()));
+        assert_eq!(range("bytes=-0", 100), Err(()));
+        assert_eq!(range("bytes=0-0", 0), Err(()));
+        assert_eq!(range("bytes=5-1", 100), Ok(None));
+        assert_eq!(range("bytes=0-1,5-6", 100), Ok(None));
+        assert_eq!(range("items=0-1", 100), Ok(None));
+    }
+}
