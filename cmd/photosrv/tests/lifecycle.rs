@@ -1,0 +1,181 @@
+//! `photosrv serve` as a process: SIGTERM under load, SIGHUP, JSON logs, SO_REUSEPORT.
+
+use photosrv_testkit::{Fault, FaultyNode};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PAYLOAD: &[u8] = b"payload-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+/// Starts `photosrv serve` on ephemeral ports and returns it with its client address, read
+/// from its JSON log; the log lines keep flowing into the returned buffer.
+fn serve(config: &std::path::Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_photosrv"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--grace-period-ms",
+            "10000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if value["message"] == "photosrv serving" {
+            addr = Some(value["listen"].as_str().unwrap().parse().unwrap());
+            break;
+        }
+    }
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (child, addr.expect("serve logged its address"), log)
+}
+
+fn signal(child: &Child, name: &str) {
+    assert!(Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("photosrv did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_request() {
+    let slow = FaultyNode::start(Fault::Slow(Duration::from_millis(150), PAYLOAD))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("photosrv.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "<photosrv>\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
+            slow.url()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, log) = serve(&config);
+
+    let clients: Vec<_> = (0..50)
+        .map(|c| {
+            tokio::spawn(async move {
+                // A fresh connection per request: each is either refused (after the stop)
+                // or accepted, and then it must be answered in full.
+                let http = reqwest::Client::builder()
+                    .no_proxy()
+                    .pool_max_idle_per_host(0)
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                let (mut ok, mut lost) = (0u32, Vec::new());
+                for i in 0..400 {
+                    match http.get(format!("http://{addr}/c{c}/{i}.jpg")).send().await {
+                        Ok(r) if r.status() == 200 => match r.bytes().await {
+                            Ok(body) if body == PAYLOAD => ok += 1,
+                            other => lost.push(format!("body: {other:?}")),
+                        },
+                        Ok(r) => lost.push(format!("status {}", r.status())),
+                        Err(e) if e.is_connect() => break,
+                        Err(e) => lost.push(format!("{e:?}")),
+                    }
+                }
+                (ok, lost)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    signal(&child, "TERM");
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(20)))
+            .await
+            .unwrap();
+    let (mut ok, mut lost) = (0, Vec::new());
+    for client in clients {
+        let (o, l) = client.await.unwrap();
+        ok += o;
+        lost.extend(l);
+    }
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        lost.is_empty(),
+        "{} requests lost, first: {:?}",
+        lost.len(),
+        lost.first()
+    );
+    eprintln!("{ok} requests served, none lost, across SIGTERM");
+    assert!(ok >= 50, "only {ok} requests were served before the stop");
+    let log = log.lock().unwrap();
+    let access = log
+        .iter()
+        .filter(|l| l.contains("\"target\":\"photosrv::access\""))
+        .count();
+    assert!(
+        access >= ok as usize,
+        "one access line per request: {access} lines for {ok} requests"
+    );
+    assert!(log.iter().any(|l| l.contains("SIGTERM")), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_a_second_router_can_share_the_port() {
+    let slow = FaultyNode::start(Fault::Slow(Duration::from_millis(1), PAYLOAD))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("photosrv.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "<photosrv>\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
+            slow.url()
+        ),
+    )
+    .unwrap();
+    let (mut child, addr, log) = serve(&config);
+    signal(&child, "HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log.lock().unwrap().iter().any(|l| l.contains("reloaded")) {
+        assert!(Instant::now() < deadline, "no reload logged after SIGHUP");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SO_REUSEPORT: a new process can bind the same port while this one runs.
+    let second = photosrv_router::bind_reuseport(addr);
+    assert!(second.is_ok(), "second bind: {:?}", second.err());
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}

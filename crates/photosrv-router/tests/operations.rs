@@ -1,0 +1,327 @@
+//! What operators rely on: migration switching and its persistence, the admin endpoints and
+//! the metrics' counts.
+
+mod support;
+
+use photosrv_router::MigrationState;
+use photosrv_testkit::RouterBuilder;
+use support::{client, Cluster};
+
+/// Old ring: shard1 on node A. New ring: shard1 on node B.
+fn two_ring_config(old: &str, new: &str, extra: &str) -> String {
+    format!(
+        "<photosrv>\nchooser jump\n{extra}\n<dc1>\n<shards>\nshard1 {old}\n</shards>\n</dc1>\n<migration>\nchooser jump\n<dc1>\n<shards>\nshard1 {new}\n</shards>\n</dc1>\n</migration>\n</photosrv>\n"
+    )
+}
+
+async fn admin_post(url: &str) -> (u16, String) {
+    let response = client().post(url).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_switching_needs_post_and_the_key_and_survives_a_restart() {
+    let Some(cluster) = Cluster::start("migration_switching", 1, 2) else {
+        return;
+    };
+    let (old, new) = (&cluster.nodes[0][0], &cluster.nodes[0][1]);
+    old.seed("only-old.jpg", b"old").unwrap();
+    new.seed("only-new.jpg", b"new").unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let state_file = state_dir.path().join("migration-state");
+    let config = two_ring_config(&old.url(), &new.url(), "");
+    let start = || {
+        let state_file = state_file.clone();
+        RouterBuilder::new(config.clone()).settings(move |s| {
+            s.migration_key = Some("s3cret".into());
+            s.migration_state = Some(state_file);
+        })
+    };
+    let router = start().start().await.unwrap();
+    let admin = router.admin_url();
+    let get = |path: &'static str| {
+        let url = format!("{}/{path}", router.url());
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("only-old.jpg").await, (200, "old".into()));
+    assert_eq!(get("only-new.jpg").await.0, 404);
+
+    // Wrong key, missing key, GET: the state never changes.
+    assert_eq!(
+        admin_post(&format!("{admin}/migration/start?key=wrong"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(admin_post(&format!("{admin}/migration/start")).await.0, 403);
+    assert_eq!(
+        admin_post(&format!("{admin}/migration/start?key=s3cre"))
+            .await
+            .0,
+        403
+    );
+    let response = client()
+        .get(format!("{admin}/migration/start?key=s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(router.router.migration_state(), MigrationState::Old);
+    assert!(!state_file.exists());
+
+    // The right key: "both" serves keys from either ring.
+    let (status, text) = admin_post(&format!("{admin}/migration/start?key=s3cret")).await;
+    assert_eq!(
+        (status, text.trim()),
+        (
+            200,
+            "currentMigrationState = msBothConfigs (was msOldConfig)"
+        )
+    );
+    assert_eq!(
+        std::fs::read_to_string(&state_file).unwrap(),
+        "msBothConfigs"
+    );
+    assert_eq!(get("only-old.jpg").await, (200, "old".into()));
+    assert_eq!(get("only-new.jpg").await, (200, "new".into()));
+
+    // A restart resumes the saved state.
+    router.stop(std::time::Duration::from_secs(5)).await;
+    let router = start().start().await.unwrap();
+    assert_eq!(router.router.migration_state(), MigrationState::Both);
+    let vars: serde_json::Value = client()
+        .get(format!("{}/debug/vars", router.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(vars["MigrationState"], "msBothConfigs");
+
+    // "new" serves from the new ring only.
+    assert_eq!(
+        admin_post(&format!(
+            "{}/migration/finish?key=s3cret",
+            router.admin_url()
+        ))
+        .await
+        .0,
+        200
+    );
+    let r = client()
+        .get(format!("{}/only-old.jpg", router.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), "msNewConfig");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_is_refused_without_a_key_or_a_migration_ring() {
+    let Some(cluster) = Cluster::start("switch_refused", 1, 1) else {
+        return;
+    };
+    let no_key = RouterBuilder::new(cluster.config("jump", ""))
+        .start()
+        .await
+        .unwrap();
+    let (status, text) = admin_post(&format!("{}/migration/start?key=", no_key.admin_url())).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("no migration key is configured"), "{text}");
+    let no_ring = RouterBuilder::new(cluster.config("jump", ""))
+        .settings(|s| s.migration_key = Some("k".into()))
+        .start()
+        .await
+        .unwrap();
+    let (status, text) =
+        admin_post(&format!("{}/migration/start?key=k", no_ring.admin_url())).await;
+    assert_eq!(status, 409);
+    assert!(text.contains("no <migration> ring"), "{text}");
+    assert_eq!(no_ring.router.migration_state(), MigrationState::Old);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_vars_has_every_go_name_and_metrics_count_exactly() {
+    let Some(cluster) = Cluster::start("metrics_count", 2, 1) else {
+        return;
+    };
+    let router = RouterBuilder::new(cluster.config("jump", ""))
+        .start()
+        .await
+        .unwrap();
+    let http = client();
+    let vars: serde_json::Value = http
+        .get(format!("{}/debug/vars", router.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for name in [
+        "Requests",
+        "Errors",
+        "MultiHeadTimeout",
+        "MissingShards",
+        "MigrationState",
+        "BuildVersion",
+        "cmdline",
+    ] {
+        assert!(vars.get(name).is_some(), "/debug/vars lacks {name}: {vars}");
+    }
+    assert!(
+        vars["MissingShards"]["Primary"].is_array()
+            && vars["MissingShards"]["Migration"].is_array()
+    );
+    assert_eq!(vars["MigrationState"], "msOldConfig");
+
+    let requests_total = || async {
+        let text = http
+            .get(format!("{}/metrics", router.admin_url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("photosrv_requests_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>()
+    };
+    let before = requests_total().await;
+    for i in 0..37 {
+        let path = if i % 3 == 0 {
+            format!("/missing/{i}")
+        } else {
+            "/../x".to_owned()
+        };
+        let method = if i % 2 == 0 {
+            reqwest::Method::GET
+        } else {
+            reqwest::Method::HEAD
+        };
+        http.request(method, format!("{}{path}", router.url()))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(requests_total().await - before, 37);
+    let text = http
+        .get(format!("{}/metrics", router.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "photosrv_upstream_latency_seconds_bucket",
+        "photosrv_retries_total",
+        "photosrv_multihead_races_total",
+        "photosrv_multihead_timeouts_total",
+        "photosrv_shards_without_live_node",
+        "photosrv_migration_state",
+        "photosrv_build_info",
+        "photosrv_reloads_total",
+    ] {
+        assert!(
+            text.contains(name) || name == "photosrv_reloads_total",
+            "/metrics lacks {name}"
+        );
+    }
+    router.router.reload(true).unwrap();
+    let text = http
+        .get(format!("{}/metrics", router.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("photosrv_reloads_total{result=\"ok\"} 1"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_introspection_endpoints() {
+    let Some(cluster) = Cluster::start("health_endpoints", 2, 1) else {
+        return;
+    };
+    let router = RouterBuilder::new(cluster.config("jump", ""))
+        .roster(cluster.roster_without(&[]))
+        .start()
+        .await
+        .unwrap();
+    let http = client();
+    let admin = router.admin_url();
+    assert_eq!(
+        http.get(format!("{admin}/live"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{admin}/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let route: serde_json::Value = http
+        .get(format!("{admin}/route?key=images/a.jpg"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(route["key"], "images/a.jpg");
+    assert!(route["rings"][0]["shard"]
+        .as_str()
+        .unwrap()
+        .starts_with("shard"));
+    let config: serde_json::Value = http
+        .get(format!("{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(config["primary"]["shards"].as_array().unwrap().len(), 2);
+
+    // Take shard2's only node out of the roster: not ready, and why.
+    std::fs::write(
+        router.roster_path(),
+        cluster.roster_without(&[&cluster.nodes[1][0]]),
+    )
+    .unwrap();
+    router.router.reload(false).unwrap();
+    let ready = http.get(format!("{admin}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.unwrap().contains("primary shard2"));
+    let vars: serde_json::Value = http
+        .get(format!("{admin}/debug/vars"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        vars["MissingShards"]["Primary"],
+        serde_json::json!(["shard2"])
+    );
+}
