@@ -372,7 +372,10 @@ async fn litmus_basic_and_http_pass() {
     };
     let node = Node::start().await;
     let url = node.url("/");
+    // litmus writes debug.log and child.log where it runs.
+    let workdir = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(litmus)
+        .current_dir(workdir.path())
         .arg("-k")
         .arg(&url)
         .env("TESTS", "basic http")
