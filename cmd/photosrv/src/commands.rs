@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     log_format: Option<LogFormat>,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 pub fn init_logging(format: LogFormat) {
@@ -113,6 +116,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     };
     let options = RouterOptions::resolve(&config, flags);
     init_logging(options.log_format);
+    let threads = args.threads;
     let router = match Router::new(options) {
         Ok(router) => router,
         Err(error) => {
@@ -127,10 +131,17 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread: the current-thread scheduler, which skips work-stealing bookkeeping.
+    let mut runtime = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(n.max(1));
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match runtime.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("photosrv: cannot start the runtime: {error}");

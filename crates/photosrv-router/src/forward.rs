@@ -1,11 +1,11 @@
 //! Forwarding one request: replica order, multi-HEAD races, failover, header hygiene.
 
-use crate::metrics::{FailureLabels, NodeLabels};
 use crate::node::Node;
 use crate::Router;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
@@ -46,59 +46,129 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// Removes hop-by-hop headers, including those the Connection header names.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// Header names the Connection header lists (besides the usual keep-alive/close): also
+/// hop-by-hop. Empty, and allocation-free, for almost every request.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        .map(str::trim)
+        .filter(|name| {
+            !name.eq_ignore_ascii_case("keep-alive") && !name.eq_ignore_ascii_case("close")
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .collect()
+}
+
+/// Removes hop-by-hop headers, including those the Connection header names. One scan
+/// first: most responses carry at most a Connection header.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    for name in connection_listed(headers) {
         headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The client IP as a header value; IPv4 written by hand, as `fmt` costs more than the
+/// rest of header preparation.
+fn ip_header_value(ip: IpAddr) -> HeaderValue {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = [0u8; 15];
+            let mut len = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out[len] = b'.';
+                    len += 1;
+                }
+                let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                let skip = if octet >= 100 {
+                    0
+                } else if octet >= 10 {
+                    1
+                } else {
+                    2
+                };
+                for &d in &digits[skip..] {
+                    out[len] = b'0' + d;
+                    len += 1;
+                }
+            }
+            HeaderValue::from_bytes(&out[..len])
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        }
+        IpAddr::V6(_) => HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
     }
 }
 
 static VIA: HeaderValue = HeaderValue::from_static("1.1 photosrv");
 
-/// The headers sent to a node: the client's, less hop-by-hop and Host, with
-/// X-Forwarded-For and Via appended.
-pub(crate) fn upstream_headers(client_headers: &HeaderMap, client_ip: IpAddr) -> HeaderMap {
-    let mut headers = client_headers.clone();
-    strip_hop_by_hop(&mut headers);
-    headers.remove(header::HOST);
-    headers.remove(header::CONTENT_LENGTH);
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {client_ip}"),
-        None => client_ip.to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(HeaderName::from_static("x-forwarded-for"), value);
+/// What every attempt of one request sends besides the client's own headers; computed
+/// once per request.
+pub(crate) struct Forwarding<'r> {
+    client_headers: &'r HeaderMap,
+    dropped: Vec<HeaderName>,
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl<'r> Forwarding<'r> {
+    /// X-Forwarded-For with `client_ip` appended, and the Connection-listed headers.
+    pub(crate) fn new(client_headers: &'r HeaderMap, client_ip: IpAddr) -> Forwarding<'r> {
+        let forwarded_for = match client_headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(previous) => HeaderValue::from_str(&format!("{previous}, {client_ip}")).ok(),
+            None => Some(ip_header_value(client_ip)),
+        };
+        Forwarding {
+            client_headers,
+            dropped: connection_listed(client_headers),
+            forwarded_for,
+        }
     }
-    headers.append(header::VIA, VIA.clone());
-    headers
+
+    /// The headers for one attempt at `node`: the client's, less hop-by-hop headers, Host,
+    /// Content-Length and X-Forwarded-For, then Host, X-Forwarded-For and Via.
+    fn headers_for(&self, node: &Node) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(self.client_headers.len() + 3);
+        for (name, value) in self.client_headers {
+            let skip = HOP_BY_HOP.contains(name)
+                || name == header::HOST
+                || name == header::CONTENT_LENGTH
+                || name.as_str() == "x-forwarded-for"
+                || self.dropped.contains(name);
+            if !skip {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        headers.insert(header::HOST, node.host_header.clone());
+        if let Some(value) = &self.forwarded_for {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), value.clone());
+        }
+        headers.append(header::VIA, VIA.clone());
+        headers
+    }
 }
 
 /// Why one attempt at one node failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
-    /// Could not connect (or the connection broke before a response).
+    /// Could not connect (or the connection broke before a response). The order matches
+    /// `metrics::FAILURE_KINDS`.
     Connect,
     /// No response headers within the upstream timeout.
     Timeout,
     /// The node answered 5xx.
     Status,
-}
-
-impl Failure {
-    fn kind(self) -> &'static str {
-        match self {
-            Failure::Connect => "connect",
-            Failure::Timeout => "timeout",
-            Failure::Status => "status_5xx",
-        }
-    }
 }
 
 /// What forwarding came to.
@@ -127,19 +197,25 @@ impl Router {
         method: &Method,
         node: &Node,
         path_and_query: &str,
-        headers: &HeaderMap,
+        forwarding: &Forwarding<'_>,
     ) -> Option<Request<Empty<Bytes>>> {
-        let mut uri = String::with_capacity(node.base.len() + path_and_query.len());
-        uri.push_str(&node.base);
-        uri.push_str(path_and_query);
-        let uri = Uri::try_from(uri).ok()?;
+        let path_and_query = match node.addr.base_path.as_str() {
+            "" => {
+                PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path_and_query.as_bytes()))
+            }
+            base => PathAndQuery::from_maybe_shared(Bytes::from(format!("{base}{path_and_query}"))),
+        }
+        .ok()?;
+        let uri = Uri::builder()
+            .scheme(node.scheme.clone())
+            .authority(node.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .ok()?;
         let mut request = Request::new(Empty::new());
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
-        *request.headers_mut() = headers.clone();
-        request
-            .headers_mut()
-            .insert(header::HOST, node.host_header.clone());
+        *request.headers_mut() = forwarding.headers_for(node);
         Some(request)
     }
 
@@ -149,27 +225,36 @@ impl Router {
         method: &Method,
         node: &Arc<Node>,
         path_and_query: &str,
-        headers: &HeaderMap,
+        forwarding: &Forwarding<'_>,
     ) -> Result<Response<Incoming>, Failure> {
-        let inner = &self.inner;
-        let Some(request) = self.upstream_request(method, node, path_and_query, headers) else {
+        let Some(request) = self.upstream_request(method, node, path_and_query, forwarding) else {
             return Err(Failure::Connect);
         };
         let started = Instant::now();
         let result = tokio::time::timeout(
-            inner.options.upstream_timeout,
-            inner.client.request(request),
+            self.inner.options.upstream_timeout,
+            self.inner.client.request(request),
         )
         .await;
+        self.settle(node, started, result)
+    }
+
+    /// Records the outcome of a request to `node` (latency, failures, ejection) and says
+    /// whether it can be used.
+    fn settle(
+        &self,
+        node: &Node,
+        started: Instant,
+        result: Result<
+            Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+            tokio::time::error::Elapsed,
+        >,
+    ) -> Result<Response<Incoming>, Failure> {
+        let inner = &self.inner;
+        let metrics = node.metrics(&inner.metrics);
         let failure = match result {
             Ok(Ok(response)) => {
-                inner
-                    .metrics
-                    .upstream_latency
-                    .get_or_create(&NodeLabels {
-                        node: node.addr.url.clone(),
-                    })
-                    .observe(started.elapsed().as_secs_f64());
+                metrics.latency.observe(started.elapsed().as_secs_f64());
                 if !response.status().is_server_error() {
                     node.restore();
                     return Ok(response);
@@ -189,54 +274,53 @@ impl Router {
         inner
             .go_errors
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        inner
-            .metrics
-            .upstream_failures
-            .get_or_create(&FailureLabels {
-                node: node.addr.url.clone(),
-                kind: failure.kind(),
-            })
-            .inc();
+        metrics.failures[failure as usize].inc();
         Err(failure)
     }
 
-    /// HEADs every node of `group` at once; the first 2xx/3xx wins and the rest are
-    /// cancelled. Returns the winner's index and response, and whether every node said 404.
+    /// HEADs every node of `group` at once; the first 2xx/3xx wins. The race stops waiting
+    /// for the others at once, but lets them finish in the background: dropping a request
+    /// mid-flight would close its pooled connection, and a HEAD is cheap to complete.
+    /// Returns the winner's index and response, and whether every node said 404.
     async fn race(
         &self,
         group: &[Arc<Node>],
         path_and_query: &str,
-        headers: &HeaderMap,
+        forwarding: &Forwarding<'_>,
     ) -> (Option<(usize, Response<Incoming>)>, bool) {
         let inner = &self.inner;
         inner.metrics.multihead_races.inc();
-        let mut probes: FuturesUnordered<_> = group
-            .iter()
-            .enumerate()
-            .map(|(i, node)| async move {
-                (
-                    i,
-                    self.attempt(&Method::HEAD, node, path_and_query, headers)
-                        .await,
-                )
-            })
-            .collect();
+        let mut probes = FuturesUnordered::new();
+        for (i, node) in group.iter().enumerate() {
+            let Some(request) =
+                self.upstream_request(&Method::HEAD, node, path_and_query, forwarding)
+            else {
+                continue;
+            };
+            let client = inner.client.clone();
+            let limit = inner.options.upstream_timeout;
+            let started = Instant::now();
+            let probe =
+                tokio::spawn(
+                    async move { tokio::time::timeout(limit, client.request(request)).await },
+                );
+            probes.push(async move { (i, started, probe.await) });
+        }
         let mut not_found = 0;
         let deadline = tokio::time::sleep(inner.options.head_timeout);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 next = probes.next() => match next {
-                    Some((i, Ok(response))) if response.status().as_u16() < 400 => return (Some((i, response)), false),
-                    Some((_, Ok(response))) => {
-                        if response.status() == StatusCode::NOT_FOUND {
-                            not_found += 1;
-                        }
-                    }
-                    Some((_, Err(_))) => {}
+                    Some((i, started, Ok(result))) => match self.settle(&group[i], started, result) {
+                        Ok(response) if response.status().as_u16() < 400 => return (Some((i, response)), false),
+                        Ok(response) => not_found += usize::from(response.status() == StatusCode::NOT_FOUND),
+                        Err(_) => {}
+                    },
+                    Some((_, _, Err(_))) => {}
                     None => return (None, not_found == group.len()),
                 },
-                _ = &mut deadline => {
+                () = &mut deadline => {
                     inner.metrics.multihead_timeouts.inc();
                     return (None, false);
                 }
@@ -250,7 +334,7 @@ impl Router {
         method: &Method,
         groups: &[&[Arc<Node>]],
         path_and_query: &str,
-        headers: &HeaderMap,
+        forwarding: &Forwarding<'_>,
     ) -> Outcome {
         let mut attempts = 0u32;
         let mut all_timeouts = true;
@@ -259,7 +343,7 @@ impl Router {
             let has_next_group = g + 1 < groups.len();
             let mut nodes = order(group);
             if multihead && group.len() > 1 {
-                match self.race(group, path_and_query, headers).await {
+                match self.race(group, path_and_query, forwarding).await {
                     (Some((winner, response)), _) => {
                         if *method == Method::HEAD {
                             return Outcome::Response {
@@ -281,7 +365,10 @@ impl Router {
                 if attempts > 1 {
                     self.inner.metrics.retries.inc();
                 }
-                match self.attempt(method, &node, path_and_query, headers).await {
+                match self
+                    .attempt(method, &node, path_and_query, forwarding)
+                    .await
+                {
                     Ok(response)
                         if response.status() == StatusCode::NOT_FOUND && has_next_group =>
                     {
@@ -302,5 +389,42 @@ impl Router {
             attempts,
             all_timeouts,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_values_match_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.100.99.9",
+            "::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_header_value(ip).to_str().unwrap(), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_stripped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::ETAG, HeaderValue::from_static("\"e\""));
+        strip_hop_by_hop(&mut headers);
+        assert_eq!(
+            headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["etag"]
+        );
     }
 }

@@ -1,12 +1,14 @@
 //! Every metric name, in one place. Prometheus histograms, not summaries; logical requests
 //! are counted apart from retries and multi-HEAD probes.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// The HTTP method, as a label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -17,6 +19,16 @@ pub enum MethodLabel {
     OTHER,
 }
 
+/// A shard name as a label: shared, so counting a request allocates nothing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct ShardLabel(pub Arc<str>);
+
+impl EncodeLabelValue for ShardLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
 /// Labels of `photosrv_requests`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -25,7 +37,7 @@ pub struct RequestLabels {
     /// The status sent to the client.
     pub status: u16,
     /// The shard, or "" when the request was refused before routing.
-    pub shard: String,
+    pub shard: ShardLabel,
 }
 
 /// Labels of per-node metrics.
@@ -65,6 +77,51 @@ pub struct BuildLabels {
     pub version: String,
 }
 
+/// The statuses whose request counters each shard keeps at hand.
+const COMMON_STATUSES: [u16; 6] = [200, 206, 304, 404, 502, 503];
+
+/// A shard's request counters for GET and HEAD with the common statuses, looked up once:
+/// counting a request then costs no hashing and no lock.
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    cells: [std::sync::OnceLock<Counter>; 2 * COMMON_STATUSES.len()],
+}
+
+impl ShardCounters {
+    /// Counts one request answered with `status`.
+    pub fn count(&self, metrics: &Metrics, method: MethodLabel, status: u16, shard: &ShardLabel) {
+        let row = match method {
+            MethodLabel::GET => Some(0),
+            MethodLabel::HEAD => Some(1),
+            MethodLabel::OTHER => None,
+        };
+        let column = COMMON_STATUSES.iter().position(|&s| s == status);
+        let labels = || RequestLabels {
+            method: method.clone(),
+            status,
+            shard: shard.clone(),
+        };
+        match (row, column) {
+            (Some(row), Some(column)) => self.cells[row * COMMON_STATUSES.len() + column]
+                .get_or_init(|| metrics.requests.get_or_create(&labels()).clone())
+                .inc(),
+            _ => metrics.requests.get_or_create(&labels()).inc(),
+        };
+    }
+}
+
+/// One node's metric handles, looked up once and kept with the node.
+#[derive(Clone, Debug)]
+pub struct NodeMetrics {
+    /// Its `photosrv_upstream_latency_seconds` histogram.
+    pub latency: Histogram,
+    /// Its `photosrv_upstream_failures_total`, by kind: connect, timeout, status_5xx.
+    pub failures: [Counter; 3],
+}
+
+/// The failure kinds, in the order of [`NodeMetrics::failures`].
+pub const FAILURE_KINDS: [&str; 3] = ["connect", "timeout", "status_5xx"];
+
 /// The router's metrics.
 pub struct Metrics {
     /// `photosrv_requests_total{method,status,shard}`: logical client requests.
@@ -87,6 +144,8 @@ pub struct Metrics {
     pub migration_state: Gauge,
     /// `photosrv_build_info{version}`: always 1.
     pub build_info: Family<BuildLabels, Gauge>,
+    /// The shard label of requests refused before routing: "".
+    pub no_shard: ShardLabel,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -97,6 +156,27 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 }
 
 impl Metrics {
+    /// The handles for the node at `url`.
+    pub fn node(&self, url: &str) -> NodeMetrics {
+        let failure = |kind| {
+            self.upstream_failures
+                .get_or_create(&FailureLabels {
+                    node: url.to_owned(),
+                    kind,
+                })
+                .clone()
+        };
+        NodeMetrics {
+            latency: self
+                .upstream_latency
+                .get_or_create(&NodeLabels {
+                    node: url.to_owned(),
+                })
+                .clone(),
+            failures: FAILURE_KINDS.map(failure),
+        }
+    }
+
     /// The metrics, registered in `registry`.
     pub fn register(registry: &mut Registry) -> Metrics {
         let m = Metrics {
@@ -110,6 +190,7 @@ impl Metrics {
             shards_without_live_node: Family::default(),
             migration_state: Gauge::default(),
             build_info: Family::default(),
+            no_shard: ShardLabel(Arc::from("")),
         };
         let r = registry.sub_registry_with_prefix("photosrv");
         r.register(

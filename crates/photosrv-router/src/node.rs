@@ -1,8 +1,11 @@
 //! A storage node as the router sees it: where to send requests, and passive health.
 
+use crate::metrics::{Metrics, NodeMetrics};
+use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 use photosrv_config::NodeAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How long a node that failed to connect or timed out is tried last.
@@ -13,10 +16,13 @@ const EJECTION: Duration = Duration::from_secs(2);
 pub struct Node {
     /// The address from the config.
     pub addr: NodeAddr,
-    /// `http://host:port` + the URL's base path: a request URI is this + the key path.
-    pub base: String,
+    /// `http` or `https`, parsed once.
+    pub scheme: Scheme,
+    /// `host:port`, parsed once.
+    pub authority: Authority,
     /// The `Host` header to send.
     pub host_header: HeaderValue,
+    metrics: OnceLock<NodeMetrics>,
     /// Until when (ms since `epoch`) the node is ejected; 0 when healthy.
     ejected_until_ms: AtomicU64,
     epoch: Instant,
@@ -25,21 +31,30 @@ pub struct Node {
 impl Node {
     /// A node for `addr`. `epoch` is the process-wide clock origin for ejections.
     pub fn new(addr: NodeAddr, epoch: Instant) -> Node {
-        let base = format!(
-            "{}://{}{}",
-            if addr.tls { "https" } else { "http" },
-            addr.authority,
-            addr.base_path
-        );
+        let scheme = if addr.tls {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        };
+        // The config crate validated host and port, so these parse; fall back harmlessly.
+        let authority = Authority::try_from(addr.authority.as_str())
+            .unwrap_or_else(|_| Authority::from_static("invalid.invalid"));
         let host_header = HeaderValue::from_str(&addr.authority)
-            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid.invalid"));
         Node {
             addr,
-            base,
+            scheme,
+            authority,
             host_header,
+            metrics: OnceLock::new(),
             ejected_until_ms: AtomicU64::new(0),
             epoch,
         }
+    }
+
+    /// The node's metric handles (created on first use).
+    pub fn metrics(&self, metrics: &Metrics) -> &NodeMetrics {
+        self.metrics.get_or_init(|| metrics.node(&self.addr.url))
     }
 
     fn now_ms(&self) -> u64 {

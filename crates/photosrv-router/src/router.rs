@@ -1,7 +1,7 @@
 //! The shared router state and the request handler.
 
 use crate::forward::{self, Outcome, ProxyBody, UpstreamClient};
-use crate::metrics::{MethodLabel, Metrics, RequestLabels, RingLabels};
+use crate::metrics::{MethodLabel, Metrics, RingLabels};
 use crate::options::RouterOptions;
 use crate::reload::{ReloadError, Reloader};
 use crate::table::{MigrationState, RouteError, RoutingTable};
@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     /// Serialises migration switches so the file and memory agree.
     pub(crate) migration_lock: Mutex<()>,
     pub(crate) reloader: Mutex<Reloader>,
+    /// Request counters of requests refused before routing.
+    pub(crate) no_shard_counters: crate::metrics::ShardCounters,
     /// Go's expvar `Requests`.
     pub(crate) go_requests: AtomicU64,
     /// Go's expvar `Errors`: failed upstream attempts.
@@ -89,6 +91,7 @@ impl Router {
                 migration: AtomicU8::new(migration.as_index()),
                 migration_lock: Mutex::new(()),
                 reloader: Mutex::new(reloader),
+                no_shard_counters: crate::metrics::ShardCounters::default(),
                 go_requests: AtomicU64::new(0),
                 go_errors: AtomicU64::new(0),
             }),
@@ -145,11 +148,7 @@ impl Router {
         };
         let table = self.inner.table.load_full();
         let state = self.migration_state();
-        let target = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str())
-            .to_owned();
+        let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
         let (response, shard, node, attempts) = 'answer: {
             if method_label == MethodLabel::OTHER {
                 let mut response = reply(
@@ -159,7 +158,7 @@ impl Router {
                 response
                     .headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-                break 'answer (response, "", None, 0);
+                break 'answer (response, None, None, 0);
             }
             if has_body(&request) {
                 break 'answer (
@@ -167,7 +166,7 @@ impl Router {
                         StatusCode::BAD_REQUEST,
                         "a GET or HEAD request must not have a body\n",
                     ),
-                    "",
+                    None,
                     None,
                     0,
                 );
@@ -182,7 +181,7 @@ impl Router {
                     } else {
                         "bad request path\n"
                     };
-                    break 'answer (reply(status, text), "", None, 0);
+                    break 'answer (reply(status, text), None, None, 0);
                 }
                 Err(RouteError::NoLiveNode) => {
                     break 'answer (
@@ -190,7 +189,7 @@ impl Router {
                             StatusCode::SERVICE_UNAVAILABLE,
                             "no live node for this key's shard\n",
                         ),
-                        "",
+                        None,
                         None,
                         0,
                     );
@@ -201,9 +200,9 @@ impl Router {
                 path_and_query.push('?');
                 path_and_query.push_str(query);
             }
-            let headers = forward::upstream_headers(request.headers(), client.ip());
+            let forwarding = forward::Forwarding::new(request.headers(), client.ip());
             match self
-                .forward(&method, &route.groups, &path_and_query, &headers)
+                .forward(&method, &route.groups, &path_and_query, &forwarding)
                 .await
             {
                 Outcome::Response {
@@ -218,7 +217,7 @@ impl Router {
                         .append(header::VIA, HeaderValue::from_static("1.1 photosrv"));
                     (
                         Response::from_parts(parts, Either::Left(body)),
-                        route.shard,
+                        Some(route.shard),
                         Some(node),
                         attempts,
                     )
@@ -232,21 +231,27 @@ impl Router {
                     } else {
                         reply(StatusCode::BAD_GATEWAY, "every replica failed\n")
                     };
-                    (response, route.shard, None, attempts)
+                    (response, Some(route.shard), None, attempts)
                 }
             }
         };
         let status = response.status();
-        self.inner
-            .metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                method: method_label,
-                status: status.as_u16(),
-                shard: shard.to_owned(),
-            })
-            .inc();
+        match shard {
+            Some(shard) => shard.counters.count(
+                &self.inner.metrics,
+                method_label,
+                status.as_u16(),
+                &shard.label,
+            ),
+            None => self.inner.no_shard_counters.count(
+                &self.inner.metrics,
+                method_label,
+                status.as_u16(),
+                &self.inner.metrics.no_shard,
+            ),
+        }
         let node_url = node.as_ref().map_or("", |n| n.addr.url.as_str());
+        let shard = shard.map_or("", |s| s.name.as_str());
         let bytes = response
             .headers()
             .get(header::CONTENT_LENGTH)

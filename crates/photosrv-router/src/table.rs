@@ -16,6 +16,10 @@ use std::time::Instant;
 pub struct ShardTable {
     /// `shard<N>`.
     pub name: String,
+    /// The name as a metrics label, shared so counting allocates nothing.
+    pub label: crate::metrics::ShardLabel,
+    /// Its request counters.
+    pub counters: crate::metrics::ShardCounters,
     /// Every configured node.
     pub configured: Vec<Arc<Node>>,
     /// The nodes the roster lists, in config order: the candidates.
@@ -54,6 +58,8 @@ impl RingTable {
                     .collect();
                 ShardTable {
                     name: shard.name.clone(),
+                    label: crate::metrics::ShardLabel(shard.name.as_str().into()),
+                    counters: crate::metrics::ShardCounters::default(),
                     configured,
                     live,
                 }
@@ -146,8 +152,8 @@ pub struct Route<'t> {
     pub key: Vec<u8>,
     /// The path to send upstream, percent-encoded (`/` + key).
     pub upstream_path: String,
-    /// The shard name in the first group.
-    pub shard: &'t str,
+    /// The shard of the first group.
+    pub shard: &'t ShardTable,
     /// Candidate groups, tried in order: a 404 from one group moves on to the next (the
     /// "both" migration state); inside a group, failures move to the next node.
     pub groups: Vec<&'t [Arc<Node>]>,
@@ -271,7 +277,7 @@ impl RoutingTable {
         Ok(Route {
             key,
             upstream_path,
-            shard: &shard.name,
+            shard,
             groups,
         })
     }
