@@ -1,0 +1,439 @@
+#!/usr/bin/env python3
+"""Benchmark the photosrv router beside nginx and HAProxy, in one run, on this machine.
+
+Four nginx WebDAV nodes (2 shards x 2 replicas, from examples/nginx-storage.conf) hold a data
+set of 4 KiB, 256 KiB and 4 MiB objects. In front of them, one at a time: photosrv (random and
+multihead), nginx (`hash $request_uri consistent`, keepalive upstreams), HAProxy (`balance uri`,
+`hash-type consistent`), and direct access to one node as the ceiling. Each proxy gets the same
+CPU budget (1 worker thread pinned to CPU 1 with taskset, then 2 threads), the same wrk load (a
+Lua script rotating over the keys, fixed connections) and N runs, of which the median counts.
+
+Every object is stored on all four nodes, so every proxy's placement finds it: nginx and
+HAProxy hash differently from photosrv, and a 404 would not be a fair comparison.
+
+Run through bench/run.sh, which installs the tools. Everything binds 127.0.0.1, is bounded in
+time, and stops (by pid) only what it started.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {"4k": 4096, "256k": 256 * 1024, "4m": 4 * 1024 * 1024}
+KEYS_PER_SIZE = {"4k": 2000, "256k": 200, "4m": 20}
+PROXIES = ["photosrv-random", "photosrv-multihead", "nginx", "haproxy", "direct"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, limit=10.0):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port} within {limit}s")
+
+
+def descendants(pid):
+    """pid and every process below it."""
+    found, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == parent:
+                found.append(int(entry))
+                frontier.append(int(entry))
+    return found
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except OSError:
+            pass
+    return total / CLK_TCK
+
+
+def peak_rss_mib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+class Processes:
+    """Everything started here, stopped by pid."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, args, cpus=None, env=None, log=None):
+        if cpus is not None:
+            args = ["taskset", "-c", cpus] + args
+        out = open(log, "wb") if log else subprocess.DEVNULL
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc, sig=signal.SIGTERM):
+        if proc.poll() is None:
+            for pid in reversed(descendants(proc.pid)):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                for pid in descendants(proc.pid):
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                proc.wait(timeout=5)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self):
+        for proc in list(self.procs):
+            self.stop(proc)
+
+
+def render_node_config(example, port, workdir, root):
+    out = []
+    for line in example.splitlines():
+        t = line.strip()
+        if t.startswith("worker_processes "):
+            t = "worker_processes 1;"
+        elif t.startswith("pid "):
+            t = f"pid {workdir}/nginx.pid;"
+        elif t.startswith("error_log "):
+            t = f"error_log {workdir}/error.log warn;"
+        elif t.startswith("access_log "):
+            t = "access_log off;"
+        elif t.startswith("listen "):
+            t = f"listen 127.0.0.1:{port};"
+        elif t.startswith("root "):
+            t = f"root {root};"
+        elif t.startswith("client_body_temp_path "):
+            t = f"client_body_temp_path {root}/.tmp 1 2;"
+        out.append(t)
+    text = "\n".join(out) + "\n"
+    temps = "".join(f"    {k}_temp_path {workdir}/{k}_temp;\n" for k in ["proxy", "fastcgi", "uwsgi", "scgi"])
+    return text.replace("http {\n", "http {\n" + temps, 1)
+
+
+def start_nodes(procs, work, nginx):
+    example = (ROOT / "examples/nginx-storage.conf").read_text()
+    nodes = []
+    for i in range(4):
+        d = work / f"node{i}"
+        root = d / "root"
+        (root / ".tmp").mkdir(parents=True)
+        port = free_port()
+        conf = d / "nginx.conf"
+        conf.write_text(render_node_config(example, port, d, root))
+        # The nodes share CPU 0 with wrk; the proxy under test gets CPU 1.
+        proc = procs.start([nginx, "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf), "-g", "daemon off; master_process off;"], cpus="0")
+        wait_port(port, proc, f"nginx node {i}")
+        nodes.append({"port": port, "root": root})
+    return nodes
+
+
+def store_dataset(work, nodes):
+    """Every object on every node (hard links: one copy on disk)."""
+    keys = {}
+    master = work / "dataset"
+    for size_name, size in SIZES.items():
+        names = []
+        block = os.urandom(min(size, 1 << 20))
+        for i in range(KEYS_PER_SIZE[size_name]):
+            key = f"images/{size_name}/{i:05d}.jpg"
+            path = master / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "wb") as f:
+                written = 0
+                while written < size:
+                    chunk = block[: size - written]
+                    f.write(chunk)
+                    written += len(chunk)
+            names.append(key)
+            for node in nodes:
+                target = node["root"] / key
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, target)
+        keys[size_name] = names
+    return keys
+
+
+def photosrv_config(work, nodes):
+    cfg = work / "photosrv.cfg"
+    urls = [f"http://127.0.0.1:{n['port']}" for n in nodes]
+    cfg.write_text(
+        "<photosrv>\n  chooser jump\n  <bench>\n    <shards>\n"
+        f"      shard1 {urls[0]} {urls[1]}\n      shard2 {urls[2]} {urls[3]}\n"
+        "    </shards>\n  </bench>\n</photosrv>\n"
+    )
+    return cfg
+
+
+def start_proxy(procs, work, name, threads, nodes, nginx, haproxy, photosrv):
+    port = free_port()
+    cpus = "1" if threads == 1 else None
+    upstreams = [f"127.0.0.1:{n['port']}" for n in nodes]
+    d = work / f"{name}-{threads}"
+    d.mkdir(exist_ok=True)
+    if name.startswith("photosrv"):
+        mode = name.split("-")[1]
+        env = dict(os.environ, RUST_LOG="warn")
+        args = [photosrv, "serve", "--config", str(photosrv_config(work, nodes)), "--listen", f"127.0.0.1:{port}",
+                "--admin-listen", f"127.0.0.1:{free_port()}", "--mode", mode, "--head-timeout-ms", "1000",
+                "--threads", str(threads)]
+        proc = procs.start(args, cpus=cpus, env=env, log=d / "log")
+    elif name == "nginx":
+        servers = "".join(f"        server {u} max_fails=0;\n" for u in upstreams)
+        conf = d / "nginx.conf"
+        conf.write_text(f"""worker_processes {threads};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    proxy_temp_path {d}/proxy_temp;
+    client_body_temp_path {d}/body_temp;
+    fastcgi_temp_path {d}/fastcgi_temp;
+    uwsgi_temp_path {d}/uwsgi_temp;
+    scgi_temp_path {d}/scgi_temp;
+    upstream storage {{
+        hash $request_uri consistent;
+{servers}        keepalive 256;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://storage;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffers 16 64k;
+            proxy_buffer_size 64k;
+            proxy_max_temp_file_size 0;
+        }}
+    }}
+}}
+""")
+        proc = procs.start([nginx, "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf), "-g", "daemon off;"], cpus=cpus)
+    elif name == "haproxy":
+        servers = "".join(f"    server n{i} {u} maxconn 1000\n" for i, u in enumerate(upstreams))
+        conf = d / "haproxy.cfg"
+        conf.write_text(f"""global
+    nbthread {threads}
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend storage
+backend storage
+    balance uri
+    hash-type consistent
+{servers}""")
+        proc = procs.start([haproxy, "-db", "-f", str(conf)], cpus=cpus, log=d / "log")
+    elif name == "direct":
+        return None, nodes[0]["port"]
+    else:
+        raise ValueError(name)
+    wait_port(port, proc, name)
+    return proc, port
+
+
+def wrk_script(work, size_name, keys):
+    keyfile = work / f"keys-{size_name}.txt"
+    keyfile.write_text("\n".join(keys) + "\n")
+    script = work / f"rotate-{size_name}.lua"
+    script.write_text(f"""local keys = {{}}
+for line in io.lines("{keyfile}") do keys[#keys + 1] = "/" .. line end
+local i = math.random(#keys)
+request = function()
+  i = i + 1
+  if i > #keys then i = 1 end
+  return wrk.format("GET", keys[i])
+end
+""")
+    return script
+
+
+def parse_duration(text):
+    value, unit = re.match(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(port, script, duration, connections):
+    out = subprocess.run(
+        ["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script),
+         f"http://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=duration + 60,
+    ).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        result[f"p{pct}_ms"] = parse_duration(m.group(1)) if m else None
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    result["non_2xx"] = int(bad.group(1)) if bad else 0
+    result["socket_errors"] = errors.group(1) if errors else ""
+    return result
+
+
+def measure(proc, port, script, duration, connections):
+    pids = descendants(proc.pid) if proc else []
+    # Warm up pools and caches, then measure.
+    run_wrk(port, script, 2, connections)
+    before = cpu_seconds(pids)
+    result = run_wrk(port, script, duration, connections)
+    used = cpu_seconds(pids) - before
+    result["cpu_s_per_10k"] = used / result["requests"] * 10000 if proc and result["requests"] else None
+    result["rss_mib"] = peak_rss_mib(pids) if proc else None
+    return result
+
+
+def median_run(runs):
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    return ordered[len(ordered) // 2]
+
+
+def chart(results, path, threads):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [s for s in SIZES if any(r["size"] == s and r["threads"] == threads for r in results)]
+    proxies = [p for p in PROXIES if any(r["proxy"] == p for r in results)]
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4.5))
+    if len(sizes) == 1:
+        axes = [axes]
+    colours = {"photosrv-random": "#2a9d8f", "photosrv-multihead": "#8ab17d", "nginx": "#e76f51", "haproxy": "#f4a261", "direct": "#bbbbbb"}
+    for ax, size in zip(axes, sizes):
+        rows = [next((r for r in results if r["proxy"] == p and r["size"] == size and r["threads"] == threads), None) for p in proxies]
+        values = [r["rps"] if r else 0 for r in rows]
+        ax.bar(range(len(proxies)), values, color=[colours[p] for p in proxies])
+        ax.set_xticks(range(len(proxies)))
+        ax.set_xticklabels([p.replace("photosrv-", "photosrv\n") for p in proxies], fontsize=8)
+        ax.set_title(f"{size} objects, {threads} thread(s)")
+        ax.set_ylabel("requests/s (median)")
+        for i, v in enumerate(values):
+            ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def table(results):
+    lines = ["| threads | size | proxy | req/s | p50 ms | p99 ms | CPU s / 10k req | peak RSS MiB | x nginx | x HAProxy | non-2xx |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        ref = {p: next((x["rps"] for x in results if x["proxy"] == p and x["size"] == r["size"] and x["threads"] == r["threads"]), None) for p in ("nginx", "haproxy")}
+        ratio = lambda p: f"{r['rps'] / ref[p]:.2f}" if ref[p] else "-"
+        fmt = lambda v, f="{:.2f}": f.format(v) if v is not None else "-"
+        lines.append(f"| {r['threads']} | {r['size']} | {r['proxy']} | {r['rps']:,.0f} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
+                     f"{fmt(r['cpu_s_per_10k'], '{:.3f}')} | {fmt(r['rss_mib'], '{:.1f}')} | {ratio('nginx')} | {ratio('haproxy')} | {r['non_2xx']} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="1 run x 5 s")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--sizes", default="4k,256k,4m")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--proxies", default=",".join(PROXIES))
+    parser.add_argument("--out", default=str(ROOT / "bench/results" / time.strftime("%Y%m%d-%H%M%S")))
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.duration = 1, 5
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    photosrv = str(ROOT / "target/release/photosrv")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    procs = Processes()
+    work = Path(tempfile.mkdtemp(prefix="photosrv-bench"))
+    results = []
+    try:
+        nodes = start_nodes(procs, work, nginx)
+        keys = store_dataset(work, nodes)
+        for threads in [int(t) for t in args.threads.split(",")]:
+            for proxy in args.proxies.split(","):
+                proc, port = start_proxy(procs, work, proxy, threads, nodes, nginx, haproxy, photosrv)
+                try:
+                    for size in args.sizes.split(","):
+                        script = wrk_script(work, size, keys[size])
+                        runs = [measure(proc, port, script, args.duration, args.connections) for _ in range(args.runs)]
+                        row = dict(median_run(runs), proxy=proxy, size=size, threads=threads, runs=runs)
+                        results.append(row)
+                        print(f"threads={threads} {size:>5} {proxy:<19} {row['rps']:>10,.0f} req/s  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  "
+                              f"cpu/10k {row['cpu_s_per_10k']}  rss {row['rss_mib']} MiB  non-2xx {row['non_2xx']}", flush=True)
+                finally:
+                    if proc:
+                        procs.stop(proc)
+    finally:
+        procs.stop_all()
+        shutil.rmtree(work, ignore_errors=True)
+    machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "runs": args.runs, "duration_s": args.duration, "connections": args.connections}
+    (out / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    (out / "results.md").write_text(table(results) + "\n")
+    print()
+    print(table(results))
+    try:
+        for threads in sorted({r["threads"] for r in results}):
+            chart(results, out / f"chart-{threads}thread.png", threads)
+    except ImportError:
+        print("matplotlib not installed: no chart", file=sys.stderr)
+    print(f"\nresults in {out}")
+
+
+if __name__ == "__main__":
+    main()
