@@ -462,6 +462,8 @@ impl Validator<'_> {
                 Some("the replacement must start with '/'")
             } else if from.ends_with('/') != to.ends_with('/') {
                 Some("if one side ends in '/' then both must")
+            } else if from.chars().chain(to.chars()).any(char::is_control) {
+                Some("control characters are not allowed in paths")
             } else {
                 None
             };

@@ -84,3 +84,36 @@ impl RouterOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_binds_loopback_unless_told_otherwise_and_flags_win() {
+        let text = "<photosrv>\nlisten 127.0.0.1:7000\nhead_timeout_ms 50\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n";
+        let config =
+            Config::parse(std::path::Path::new("/etc/photosrv/p.cfg"), text.as_bytes()).unwrap();
+        let options = RouterOptions::resolve(&config, Settings::default());
+        assert!(
+            options.admin_listen.ip().is_loopback(),
+            "{}",
+            options.admin_listen
+        );
+        assert_eq!(options.listen, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(
+            options.mode,
+            ReplicaMode::Multihead,
+            "Go: a head timeout alone turns multi-HEAD on"
+        );
+        assert_eq!(options.migration_key, None, "no key: switching refused");
+        let flags = Settings {
+            listen: Some("127.0.0.1:7001".parse().unwrap()),
+            mode: Some(ReplicaMode::Random),
+            ..Settings::default()
+        };
+        let options = RouterOptions::resolve(&config, flags);
+        assert_eq!(options.listen, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(options.mode, ReplicaMode::Random);
+    }
+}

@@ -78,13 +78,13 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
-/// Sends raw bytes and returns what came back until the peer closed or 2 s passed.
+/// Sends raw bytes and returns what came back until the peer closed or 1 s passed.
 pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let _ = stream.write_all(request).await;
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut out)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
 }
 

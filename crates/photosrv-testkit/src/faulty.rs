@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// How a [`FaultyNode`] misbehaves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Fault {
     /// Accepts connections and never answers.
     Hang,
@@ -14,6 +14,9 @@ pub enum Fault {
     Fail500,
     /// Answers 200 with `body` after a delay.
     Slow(Duration, &'static [u8]),
+    /// Serves the files under a directory (404 when absent), each after a delay: a slow
+    /// but correct replica.
+    SlowFiles(Duration, std::path::PathBuf),
 }
 
 /// A node on a loopback port that misbehaves; stopped on drop.
@@ -31,10 +34,11 @@ impl FaultyNode {
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((mut stream, _)) = listener.accept().await {
+                let fault = fault.clone();
                 match fault {
                     // Keep the socket open and unread.
                     Fault::Hang => held.push(stream),
-                    Fault::Fail500 | Fault::Slow(..) => {
+                    Fault::Fail500 | Fault::Slow(..) | Fault::SlowFiles(..) => {
                         tokio::spawn(async move {
                             let mut buf = vec![0u8; 16 * 1024];
                             let mut seen = Vec::new();
@@ -48,15 +52,30 @@ impl FaultyNode {
                                 {
                                     let head = seen.drain(..end + 4).collect::<Vec<_>>();
                                     let is_head = head.starts_with(b"HEAD ");
-                                    let response = match fault {
+                                    let response = match &fault {
                                         Fault::Fail500 => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail".to_vec(),
                                         Fault::Slow(delay, body) => {
-                                            tokio::time::sleep(delay).await;
+                                            tokio::time::sleep(*delay).await;
                                             let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
                                             if !is_head {
                                                 r.extend_from_slice(body);
                                             }
                                             r
+                                        }
+                                        Fault::SlowFiles(delay, root) => {
+                                            tokio::time::sleep(*delay).await;
+                                            let target = String::from_utf8_lossy(&head).split_whitespace().nth(1).unwrap_or("/").to_owned();
+                                            let path = target.split('?').next().unwrap_or("/").trim_start_matches('/').to_owned();
+                                            match (path.contains(".."), tokio::fs::read(root.join(&path)).await) {
+                                                (false, Ok(body)) => {
+                                                    let mut r = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+                                                    if !is_head {
+                                                        r.extend_from_slice(&body);
+                                                    }
+                                                    r
+                                                }
+                                                _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(),
+                                            }
                                         }
                                         Fault::Hang => unreachable!(),
                                     };

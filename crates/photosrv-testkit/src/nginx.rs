@@ -189,6 +189,25 @@ impl NginxNode {
         }
     }
 
+    /// Stops the node gracefully (SIGQUIT: in-flight requests finish), by pid.
+    pub fn stop_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let quit = Command::new("kill")
+                .arg("-QUIT")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while quit.as_ref().is_ok_and(|s| s.success()) && Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Starts the node again on the same port with the same files.
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
