@@ -464,6 +464,11 @@ impl Validator<'_> {
                 Some("if one side ends in '/' then both must")
             } else if from.chars().chain(to.chars()).any(char::is_control) {
                 Some("control characters are not allowed in paths")
+            } else if [from, to]
+                .iter()
+                .any(|p| p.contains("//") || p.split('/').any(|seg| seg.starts_with('.')))
+            {
+                Some("paths must not contain '//' or dot segments")
             } else {
                 None
             };

@@ -81,7 +81,7 @@ fn every_error_is_reported_not_just_the_first() {
 
 #[test]
 fn unknown_keys_are_warnings_and_rewrites_are_validated() {
-    let text = "<photosrv>\nfrobnicate yes\n<prefix_rewrite>\n/Images/Old/ /images/new/\nnoslash /x\n/a/ /b\n/dup /x\n/dup /y\n</prefix_rewrite>\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n";
+    let text = "<photosrv>\nfrobnicate yes\n<prefix_rewrite>\n/Images/Old/ /images/new/\nnoslash /x\n/a/ /b\n/dup /x\n/dup /y\n/v/ //w/\n</prefix_rewrite>\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n";
     let config = Config::parse(Path::new("p.cfg"), text.as_bytes()).unwrap();
     let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(
@@ -92,6 +92,7 @@ fn unknown_keys_are_warnings_and_rewrites_are_validated() {
             "p.cfg:6:1: rewrite /a/ -> /b ignored: if one side ends in '/' then both must",
             "p.cfg:7:1: rewrite /dup -> /x ignored: its prefix is given more than once",
             "p.cfg:8:1: rewrite /dup -> /y ignored: its prefix is given more than once",
+            "p.cfg:9:1: rewrite /v/ -> //w/ ignored: paths must not contain '//' or dot segments",
         ]
     );
     assert_eq!(config.rewrites.len(), 1);

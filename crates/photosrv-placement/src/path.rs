@@ -153,7 +153,10 @@ impl Rewriter {
 /// Target -> routing key: normalise, rewrite, drop the leading `/`. A rewrite that yields a
 /// path with a dot segment or nothing to route is refused like the request itself would be.
 pub fn routing_key(target: &[u8], rewriter: &Rewriter) -> Result<Vec<u8>, PathError> {
-    let path = rewriter.rewrite(normalize(target)?);
+    let mut path = rewriter.rewrite(normalize(target)?);
+    // A replacement may bring slashes back together (`/` -> `//x`): collapse them again, so
+    // a key never starts with `/` (found by the path fuzz target).
+    path.dedup_by(|next, prev| *next == b'/' && *prev == b'/');
     if path.windows(2).any(|w| w == b"/.") {
         return Err(PathError::DotSegment);
     }
@@ -250,6 +253,16 @@ mod tests {
         assert_eq!(rewriter.rewrite(b"/a/x".to_vec()), b"/b/x");
         assert_eq!(rewriter.rewrite(b"/z".to_vec()), b"/z");
         assert_eq!(routing_key(b"/a/x", &rewriter).unwrap(), b"b/x");
+    }
+
+    /// fuzz/artifacts/path/crash-5ea697b9: rule `/` -> `//50`, target `/@`.
+    #[test]
+    fn a_rewrite_cannot_make_a_key_start_with_a_slash() {
+        let rewriter = Rewriter::new(vec![RewriteRule {
+            from: "/".into(),
+            to: "//50".into(),
+        }]);
+        assert_eq!(routing_key(b"/@", &rewriter).unwrap(), b"50@");
     }
 
     #[test]
