@@ -30,9 +30,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZES = {"4k": 4096, "256k": 256 * 1024, "4m": 4 * 1024 * 1024}
-KEYS_PER_SIZE = {"4k": 2000, "256k": 200, "4m": 20}
+SIZES = {"4k": 4096, "256k": 256 * 1024, "1m": 1024 * 1024, "4m": 4 * 1024 * 1024}
+KEYS_PER_SIZE = {"4k": 2000, "256k": 200, "1m": 50, "4m": 20}
 PROXIES = ["photosrv-random", "photosrv-multihead", "nginx", "haproxy", "direct"]
+STORAGE_SERVERS = ["photosrv-storage", "nginx-storage"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -176,11 +177,12 @@ def start_nodes(procs, work, nginx):
     return nodes
 
 
-def store_dataset(work, nodes):
+def store_dataset(work, nodes, sizes):
     """Every object on every node (hard links: one copy on disk)."""
     keys = {}
     master = work / "dataset"
-    for size_name, size in SIZES.items():
+    for size_name in sizes:
+        size = SIZES[size_name]
         names = []
         block = os.urandom(min(size, 1 << 20))
         for i in range(KEYS_PER_SIZE[size_name]):
@@ -213,7 +215,28 @@ def photosrv_config(work, nodes):
     return cfg
 
 
+def start_storage(procs, work, name, threads, nodes, nginx, photosrv):
+    """A storage server on CPU 1 (with threads=1) serving node 0's files."""
+    port = free_port()
+    cpus = "1" if threads == 1 else None
+    root = nodes[0]["root"]
+    d = work / f"{name}-{threads}"
+    d.mkdir(exist_ok=True)
+    if name == "photosrv-storage":
+        env = dict(os.environ, RUST_LOG="warn")
+        proc = procs.start([photosrv, "storage", "--root", str(root), "--listen", f"127.0.0.1:{port}"], cpus=cpus, env=env, log=d / "log")
+    else:
+        example = (ROOT / "examples/nginx-storage.conf").read_text()
+        conf = d / "nginx.conf"
+        conf.write_text(render_node_config(example, port, d, root).replace("worker_processes 1;", f"worker_processes {threads};"))
+        proc = procs.start([nginx, "-p", str(d), "-e", str(d / "error.log"), "-c", str(conf), "-g", "daemon off;"], cpus=cpus)
+    wait_port(port, proc, name)
+    return proc, port
+
+
 def start_proxy(procs, work, name, threads, nodes, nginx, haproxy, photosrv):
+    if name in STORAGE_SERVERS:
+        return start_storage(procs, work, name, threads, nodes, nginx, photosrv)
     port = free_port()
     cpus = "1" if threads == 1 else None
     upstreams = [f"127.0.0.1:{n['port']}" for n in nodes]
@@ -349,11 +372,12 @@ def chart(results, path, threads):
     import matplotlib.pyplot as plt
 
     sizes = [s for s in SIZES if any(r["size"] == s and r["threads"] == threads for r in results)]
-    proxies = [p for p in PROXIES if any(r["proxy"] == p for r in results)]
+    proxies = [p for p in PROXIES + STORAGE_SERVERS if any(r["proxy"] == p for r in results)]
     fig, axes = plt.subplots(1, len(sizes), figsize=(5 * len(sizes), 4.5))
     if len(sizes) == 1:
         axes = [axes]
-    colours = {"photosrv-random": "#2a9d8f", "photosrv-multihead": "#8ab17d", "nginx": "#e76f51", "haproxy": "#f4a261", "direct": "#bbbbbb"}
+    colours = {"photosrv-random": "#2a9d8f", "photosrv-multihead": "#8ab17d", "nginx": "#e76f51", "haproxy": "#f4a261", "direct": "#bbbbbb",
+               "photosrv-storage": "#2a9d8f", "nginx-storage": "#e76f51"}
     for ax, size in zip(axes, sizes):
         rows = [next((r for r in results if r["proxy"] == p and r["size"] == size and r["threads"] == threads), None) for p in proxies]
         values = [r["rps"] if r else 0 for r in rows]
@@ -369,10 +393,12 @@ def chart(results, path, threads):
 
 
 def table(results):
-    lines = ["| threads | size | proxy | req/s | p50 ms | p99 ms | CPU s / 10k req | peak RSS MiB | x nginx | x HAProxy | non-2xx |",
+    lines = ["| threads | size | server | req/s | p50 ms | p99 ms | CPU s / 10k req | peak RSS MiB | x nginx | x HAProxy | non-2xx |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        ref = {p: next((x["rps"] for x in results if x["proxy"] == p and x["size"] == r["size"] and x["threads"] == r["threads"]), None) for p in ("nginx", "haproxy")}
+        nginx_name = "nginx-storage" if r["proxy"] in STORAGE_SERVERS else "nginx"
+        ref = {p: next((x["rps"] for x in results if x["proxy"] == name and x["size"] == r["size"] and x["threads"] == r["threads"]), None)
+               for p, name in (("nginx", nginx_name), ("haproxy", "haproxy"))}
         ratio = lambda p: f"{r['rps'] / ref[p]:.2f}" if ref[p] else "-"
         fmt = lambda v, f="{:.2f}": f.format(v) if v is not None else "-"
         lines.append(f"| {r['threads']} | {r['size']} | {r['proxy']} | {r['rps']:,.0f} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
@@ -386,11 +412,17 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--sizes", default="4k,256k,4m")
+    parser.add_argument("--suite", choices=["router", "storage"], default="router",
+                        help="router: proxies in front of 4 nodes; storage: photosrv storage vs nginx serving the same files")
+    parser.add_argument("--sizes", default=None, help="default: 4k,256k,4m (router), 4k,1m (storage)")
     parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--proxies", default=",".join(PROXIES))
+    parser.add_argument("--proxies", default=None, help="default: every proxy (router) or server (storage) of the suite")
     parser.add_argument("--out", default=str(ROOT / "bench/results" / time.strftime("%Y%m%d-%H%M%S")))
     args = parser.parse_args()
+    if args.sizes is None:
+        args.sizes = "4k,256k,4m" if args.suite == "router" else "4k,1m"
+    if args.proxies is None:
+        args.proxies = ",".join(PROXIES if args.suite == "router" else STORAGE_SERVERS)
     if args.quick:
         args.runs, args.duration = 1, 5
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -403,7 +435,7 @@ def main():
     results = []
     try:
         nodes = start_nodes(procs, work, nginx)
-        keys = store_dataset(work, nodes)
+        keys = store_dataset(work, nodes, args.sizes.split(","))
         for threads in [int(t) for t in args.threads.split(",")]:
             for proxy in args.proxies.split(","):
                 proc, port = start_proxy(procs, work, proxy, threads, nodes, nginx, haproxy, photosrv)

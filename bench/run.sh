@@ -2,6 +2,7 @@
 # The router beside nginx and HAProxy under wrk, in one command:
 #   bench/run.sh            # full: 3 runs x 10 s per proxy, size and thread budget
 #   bench/run.sh --quick    # 1 run x 5 s, to try it out
+#   bench/run.sh --suite storage   # photosrv storage vs nginx serving the same files
 # Installs what it needs (Debian nginx-light, haproxy, wrk, python3-matplotlib), builds the
 # router, then runs bench/run.py. Everything binds 127.0.0.1, is bounded in time, and stops
 # what it started. Results: bench/results/<timestamp>/{results.json,results.md,chart.png}.

@@ -428,6 +428,27 @@ mod tests {
         assert_eq!(fewer.diff(&all), ["shard1: -http://b:1 (1 live)"]);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Taking nodes out of shards (by roster) never changes any key's shard, in either ring.
+        #[test]
+        fn removing_nodes_never_moves_a_key(dropped in proptest::collection::vec(proptest::bool::ANY, 7), keys in proptest::collection::vec("[a-z0-9/._-]{1,40}", 1..50)) {
+            let cfg = config(TWO_RINGS);
+            let all = RoutingTable::build(&cfg, &Roster::all_live(), None, None).unwrap();
+            let hosts = ["a:1", "b:1", "c:1", "d:1", "e:1", "f:1", "g:1"];
+            let listed: String = hosts.iter().zip(&dropped).filter(|(_, d)| !**d).map(|(h, _)| format!("n {h}\n")).collect();
+            let roster = Roster::parse(Path::new("r"), listed.as_bytes()).unwrap();
+            if let Ok(fewer) = RoutingTable::build(&cfg, &roster, None, Some(&all)) {
+                for key in &keys {
+                    proptest::prop_assert_eq!(&all.primary.shard_of(key.as_bytes()).name, &fewer.primary.shard_of(key.as_bytes()).name);
+                    let (a, b) = (all.migration.as_ref().unwrap(), fewer.migration.as_ref().unwrap());
+                    proptest::prop_assert_eq!(&a.shard_of(key.as_bytes()).name, &b.shard_of(key.as_bytes()).name);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_roster_listing_no_node_is_refused() {
         let cfg = config(TWO_RINGS);

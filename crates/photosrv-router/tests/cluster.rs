@@ -484,3 +484,30 @@ async fn multihead_serves_from_the_replica_that_has_the_object() {
         assert_eq!(head.status(), 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(cluster) = Cluster::start("idle_keep_alive", 1, 1) else {
+        return;
+    };
+    cluster.nodes[0][0].seed("a.jpg", b"x").unwrap();
+    let router = RouterBuilder::new(cluster.config("jump", "header_read_timeout_ms 300"))
+        .start()
+        .await
+        .unwrap();
+    let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    stream
+        .write_all(b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Idle, keep-alive: the router closes it within the header timeout (plus slack).
+    let closed = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "idle connection still open: {closed:?}"
+    );
+}
