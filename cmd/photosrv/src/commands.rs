@@ -81,13 +81,24 @@ fn print_config_error(error: &ConfigError) {
     }
 }
 
-/// Waits for SIGTERM or SIGINT.
-pub async fn stop_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (a signal that came before them would kill
+/// the process), and returns a future that resolves when either arrives. Call it before
+/// announcing that anything is up.
+pub fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (term, interrupt) {
+            (Ok(mut term), Ok(mut interrupt)) => tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!("cannot install signal handlers ({e}): stop with SIGKILL");
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 
@@ -159,25 +170,26 @@ pub fn serve(args: ServeArgs) -> ExitCode {
 
 async fn run(router: Router) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    use tokio::signal::unix::{signal, SignalKind};
+    // Signal handlers first: a SIGHUP or SIGTERM sent as soon as we say we are up must not
+    // meet the default action (which kills the process).
+    let stop = stop_signal();
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     let options = router.options().clone();
     let listener = photosrv_router::bind_reuseport(options.listen)
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let admin = photosrv_router::bind_reuseport(options.admin_listen)
         .with_context(|| format!("cannot listen on {} (admin)", options.admin_listen))?;
-    tracing::info!(listen = %listener.local_addr()?, admin = %admin.local_addr()?, mode = ?options.mode, "photosrv serving");
     let _reloader = router.spawn_reloader();
     let hup_router = router.clone();
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading");
             let router = hup_router.clone();
             let _ = tokio::task::spawn_blocking(move || router.reload(true)).await;
         }
     });
+    tracing::info!(listen = %listener.local_addr()?, admin = %admin.local_addr()?, mode = ?options.mode, "photosrv serving");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stopped| *stopped).await;
@@ -188,7 +200,7 @@ async fn run(router: Router) -> anyhow::Result<()> {
         wait(stop_rx.clone()),
     ));
     let client_task = tokio::spawn(photosrv_router::serve(listener, router, wait(stop_rx)));
-    stop_signal().await;
+    stop.await;
     let _ = stop_tx.send(true);
     let _ = client_task.await;
     let _ = admin_task.await;
@@ -421,6 +433,7 @@ pub fn storage(args: StorageArgs) -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let stop = stop_signal();
         let listener = match photosrv_router::bind_reuseport(args.listen) {
             Ok(listener) => listener,
             Err(error) => {
@@ -429,7 +442,7 @@ pub fn storage(args: StorageArgs) -> ExitCode {
             }
         };
         tracing::info!(root = %storage.root().display(), listen = %args.listen, "storage node serving");
-        photosrv_storage::serve(listener, storage, stop_signal()).await;
+        photosrv_storage::serve(listener, storage, stop).await;
         ExitCode::SUCCESS
     })
 }

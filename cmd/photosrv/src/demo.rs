@@ -67,6 +67,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
 }
 
 async fn demo(args: DemoArgs) -> ExitCode {
+    let stop = stop_signal();
     let busy = |addr: SocketAddr, what: &str, flag: &str, error: std::io::Error| {
         fail(format!("cannot listen on {addr} for the {what}: {error}. Is another photosrv running? Choose another address with {flag} 127.0.0.1:PORT"))
     };
@@ -199,7 +200,7 @@ async fn demo(args: DemoArgs) -> ExitCode {
         &router,
     );
 
-    stop_signal().await;
+    stop.await;
     let _ = stop_tx.send(true);
     for task in tasks {
         let _ = task.await;
