@@ -5,11 +5,11 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use photosrv_placement::path::{routing_key, Rewriter};
-use photosrv_placement::{Chooser, ChooserKind};
+use photosrv_placement::{jump_hash, siphash24, Chooser, ChooserKind};
 
 fn keys() -> Vec<Vec<u8>> {
     (0..1024)
-        .map(|i| format!("images/hotel/max500/{:08}/{:010}.jpg", i * 7919, i).into_bytes())
+        .map(|i| format!("images/hotel/max500/{:07}/{:08}.jpg", i * 7919, i).into_bytes())
         .inspect(|k| assert_eq!(k.len(), 40))
         .collect()
 }
@@ -32,6 +32,25 @@ fn choosers(c: &mut Criterion) {
         }
     }
     group.finish();
+    // The two halves of jump placement, apart.
+    let mut parts = c.benchmark_group("parts");
+    parts.throughput(Throughput::Elements(keys.len() as u64));
+    parts.bench_function("siphash24_40B", |b| {
+        b.iter(|| {
+            for key in &keys {
+                black_box(siphash24(black_box(key)));
+            }
+        })
+    });
+    let hashes: Vec<u64> = keys.iter().map(|k| siphash24(k)).collect();
+    parts.bench_function("jump_hash_100000", |b| {
+        b.iter(|| {
+            for &h in &hashes {
+                black_box(jump_hash(black_box(h), 100_000));
+            }
+        })
+    });
+    parts.finish();
 }
 
 fn normalise(c: &mut Criterion) {
