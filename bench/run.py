@@ -432,6 +432,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     procs = Processes()
     work = Path(tempfile.mkdtemp(prefix="photosrv-bench"))
+    # nginx started as root runs its workers as nobody: they must be able to read the files.
+    os.chmod(work, 0o755)
     results = []
     try:
         nodes = start_nodes(procs, work, nginx)
@@ -444,6 +446,8 @@ def main():
                         script = wrk_script(work, size, keys[size])
                         runs = [measure(proc, port, script, args.duration, args.connections) for _ in range(args.runs)]
                         row = dict(median_run(runs), proxy=proxy, size=size, threads=threads, runs=runs)
+                        if row["non_2xx"]:
+                            print(f"WARNING: {proxy} {size}: {row['non_2xx']} non-2xx responses: this row is not a result", file=sys.stderr)
                         results.append(row)
                         print(f"threads={threads} {size:>5} {proxy:<19} {row['rps']:>10,.0f} req/s  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  "
                               f"cpu/10k {row['cpu_s_per_10k']}  rss {row['rss_mib']} MiB  non-2xx {row['non_2xx']}", flush=True)

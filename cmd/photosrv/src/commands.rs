@@ -11,18 +11,35 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// `photosrv serve`.
+/// The config file and datacenter, shared by serve, check-config and route.
 #[derive(Args)]
-pub struct ServeArgs {
+pub struct ConfigArgs {
     /// The config file.
     #[arg(long, short = 'c')]
     config: PathBuf,
+    /// The datacenter (default: the config's `dc`, or its only one).
+    #[arg(long)]
+    dc: Option<String>,
+}
+
+impl ConfigArgs {
+    /// The config, or every error printed and `exit` to return.
+    fn load(&self, exit: u8) -> Result<Config, ExitCode> {
+        Config::load(&self.config).map_err(|error| {
+            print_config_error(&error);
+            ExitCode::from(exit)
+        })
+    }
+}
+
+/// `photosrv serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    target: ConfigArgs,
     /// The roster of live hosts (overrides `roster` in the config).
     #[arg(long)]
     roster: Option<PathBuf>,
-    /// The datacenter to serve from (overrides `dc`).
-    #[arg(long)]
-    dc: Option<String>,
     /// Client-facing address (default 0.0.0.0:8888).
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -103,18 +120,15 @@ pub fn stop_signal() -> impl std::future::Future<Output = ()> {
 }
 
 pub fn serve(args: ServeArgs) -> ExitCode {
-    let config = match Config::load(&args.config) {
+    let config = match args.target.load(EXIT_CONFIG) {
         Ok(config) => config,
-        Err(error) => {
-            print_config_error(&error);
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let flags = Settings {
         listen: args.listen,
         admin_listen: args.admin_listen,
         roster: args.roster,
-        dc: args.dc,
+        dc: args.target.dc,
         mode: args.mode,
         head_timeout_ms: args.head_timeout_ms,
         connect_timeout_ms: args.connect_timeout_ms,
@@ -211,24 +225,17 @@ async fn run(router: Router) -> anyhow::Result<()> {
 /// `photosrv check-config`.
 #[derive(Args)]
 pub struct CheckArgs {
-    /// The config file.
-    #[arg(long, short = 'c')]
-    config: PathBuf,
+    #[command(flatten)]
+    target: ConfigArgs,
     /// A roster to check with it (default: the config's `roster`, if set).
     #[arg(long)]
     roster: Option<PathBuf>,
-    /// The datacenter to check (default: the config's `dc`, or the only one).
-    #[arg(long)]
-    dc: Option<String>,
 }
 
 pub fn check_config(args: CheckArgs) -> ExitCode {
-    let config = match Config::load(&args.config) {
+    let config = match args.target.load(1) {
         Ok(config) => config,
-        Err(error) => {
-            print_config_error(&error);
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     for warning in &config.warnings {
         eprintln!("warning: {}", warning.render());
@@ -246,17 +253,17 @@ pub fn check_config(args: CheckArgs) -> ExitCode {
         },
         None => Roster::all_live(),
     };
-    let selection = match config.select(args.dc.as_deref()) {
+    let selection = match config.select(args.target.dc.as_deref()) {
         Ok(selection) => selection,
         Err(error) => {
-            eprintln!("{}: {error}", args.config.display());
+            eprintln!("{}: {error}", args.target.config.display());
             return ExitCode::FAILURE;
         }
     };
     if let Err(error) =
-        photosrv_router::RoutingTable::build(&config, &roster, args.dc.as_deref(), None)
+        photosrv_router::RoutingTable::build(&config, &roster, args.target.dc.as_deref(), None)
     {
-        eprintln!("{}: {error}", args.config.display());
+        eprintln!("{}: {error}", args.target.config.display());
         return ExitCode::FAILURE;
     }
     let dc = selection.primary;
@@ -291,7 +298,7 @@ pub fn check_config(args: CheckArgs) -> ExitCode {
     };
     println!(
         "{}: ok: {} datacenter(s) ({}); serving {} with {}: {} shards, {} nodes, {} live ({}); {}",
-        args.config.display(),
+        args.target.config.display(),
         names.len(),
         names.join(", "),
         dc.name,
@@ -308,12 +315,8 @@ pub fn check_config(args: CheckArgs) -> ExitCode {
 /// `photosrv route`.
 #[derive(Args)]
 pub struct RouteArgs {
-    /// The config file.
-    #[arg(long, short = 'c')]
-    config: PathBuf,
-    /// The datacenter (default: the config's `dc`, or the only one).
-    #[arg(long)]
-    dc: Option<String>,
+    #[command(flatten)]
+    target: ConfigArgs,
     /// Place keys on the migration ring instead of the primary one.
     #[arg(long)]
     migration: bool,
@@ -322,17 +325,14 @@ pub struct RouteArgs {
 }
 
 pub fn route(args: RouteArgs) -> ExitCode {
-    let config = match Config::load(&args.config) {
+    let config = match args.target.load(EXIT_CONFIG) {
         Ok(config) => config,
-        Err(error) => {
-            print_config_error(&error);
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
-    let selection = match config.select(args.dc.as_deref()) {
+    let selection = match config.select(args.target.dc.as_deref()) {
         Ok(selection) => selection,
         Err(error) => {
-            eprintln!("{}: {error}", args.config.display());
+            eprintln!("{}: {error}", args.target.config.display());
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -342,7 +342,7 @@ pub fn route(args: RouteArgs) -> ExitCode {
             _ => {
                 eprintln!(
                     "{}: the config has no <migration> ring",
-                    args.config.display()
+                    args.target.config.display()
                 );
                 return ExitCode::from(EXIT_CONFIG);
             }

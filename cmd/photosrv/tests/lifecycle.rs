@@ -51,6 +51,29 @@ fn serve(config: &std::path::Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>
     (child, addr.expect("serve logged its address"), log)
 }
 
+/// A node answering PAYLOAD after `delay`, a one-shard config over it, and `photosrv serve`
+/// on that config. Keep the node and the directory alive while the router runs.
+async fn serve_one_node(
+    delay: Duration,
+) -> (
+    FaultyNode,
+    tempfile::TempDir,
+    (Child, SocketAddr, Arc<Mutex<Vec<String>>>),
+) {
+    let node = FaultyNode::start(Fault::Slow(delay, PAYLOAD))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("photosrv.cfg");
+    let text = format!(
+        "<photosrv>\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
+        node.url()
+    );
+    std::fs::write(&config, text).unwrap();
+    let served = serve(&config);
+    (node, dir, served)
+}
+
 fn signal(child: &Child, name: &str) {
     assert!(Command::new("kill")
         .arg(format!("-{name}"))
@@ -76,20 +99,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_loses_no_request() {
-    let slow = FaultyNode::start(Fault::Slow(Duration::from_millis(150), PAYLOAD))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("photosrv.cfg");
-    std::fs::write(
-        &config,
-        format!(
-            "<photosrv>\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
-            slow.url()
-        ),
-    )
-    .unwrap();
-    let (mut child, addr, log) = serve(&config);
+    let (_node, _dir, (mut child, addr, log)) = serve_one_node(Duration::from_millis(150)).await;
 
     let clients: Vec<_> = (0..50)
         .map(|c| {
@@ -153,20 +163,7 @@ async fn sigterm_under_load_loses_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_a_second_router_can_share_the_port() {
-    let slow = FaultyNode::start(Fault::Slow(Duration::from_millis(1), PAYLOAD))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("photosrv.cfg");
-    std::fs::write(
-        &config,
-        format!(
-            "<photosrv>\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
-            slow.url()
-        ),
-    )
-    .unwrap();
-    let (mut child, addr, log) = serve(&config);
+    let (_node, _dir, (mut child, addr, log)) = serve_one_node(Duration::from_millis(1)).await;
     signal(&child, "HUP");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !log.lock().unwrap().iter().any(|l| l.contains("reloaded")) {

@@ -171,6 +171,17 @@ struct Opened {
     mtime: SystemTime,
 }
 
+/// Whether the file actually opened lies under `root`: one readlink of
+/// `/proc/self/fd/N` instead of resolving every component of the path. Without /proc, the
+/// path is resolved instead.
+fn opened_inside(file: &std::fs::File, root: &Path, path: &Path) -> bool {
+    use std::os::fd::AsRawFd as _;
+    match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+        Ok(real) => real.starts_with(root),
+        Err(_) => stays_inside(root, path),
+    }
+}
+
 fn open_for_read(path: &Path) -> std::io::Result<Option<Opened>> {
     let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
@@ -184,21 +195,24 @@ fn open_for_read(path: &Path) -> std::io::Result<Option<Opened>> {
     }))
 }
 
-/// Streams `len` bytes of `file` from `start`, a chunk per blocking read.
+/// The body for `len` bytes of `file` from `start`. Up to one chunk is read right here, on
+/// the runtime thread, as nginx does without aio: open, stat and a page-cache read cost less
+/// than the hop to the blocking pool and back (docs/benchmarks.md). Larger files stream a
+/// chunk per blocking read, so a slow disk never holds the runtime for long.
 fn file_body(mut file: std::fs::File, start: u64, len: u64) -> StorageBody {
     if len as usize <= CHUNK {
-        // Small: still read on the blocking pool, but as a single chunk.
-        let body = stream::once(async move {
-            tokio::task::spawn_blocking(move || {
-                file.seek(SeekFrom::Start(start))?;
-                let mut buf = vec![0; len as usize];
-                file.read_exact(&mut buf)?;
-                Ok(Frame::data(Bytes::from(buf)))
-            })
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        });
-        return StreamBody::new(body).boxed();
+        let read = (|| {
+            file.seek(SeekFrom::Start(start))?;
+            let mut buf = vec![0; len as usize];
+            file.read_exact(&mut buf)?;
+            Ok::<_, std::io::Error>(buf)
+        })();
+        return match read {
+            Ok(buf) => full(buf),
+            Err(e) => {
+                StreamBody::new(stream::once(async move { Err::<Frame<Bytes>, _>(e) })).boxed()
+            }
+        };
     }
     let state = (Some(file), start, len);
     let chunks = stream::unfold(state, |(file, offset, remaining)| async move {
@@ -233,10 +247,13 @@ impl Storage {
             Ok(resolved) => resolved,
             Err(refusal) => return refused(refusal),
         };
-        if !stays_inside(&self.inner.root, &path) {
+        let method = request.method().clone();
+        // Reads check where the opened file really is (one readlink, in `get`); the other
+        // methods check the path before acting on it.
+        let reading = method == Method::GET || method == Method::HEAD;
+        if !reading && !stays_inside(&self.inner.root, &path) {
             return refused(PathRefused::Escapes);
         }
-        let method = request.method().clone();
         let mut response = match method {
             Method::GET | Method::HEAD => self.get(&request, path, method == Method::HEAD).await,
             Method::PUT => self.put(request, path, is_collection).await,
@@ -273,12 +290,15 @@ impl Storage {
         head: bool,
     ) -> Response<StorageBody> {
         let mime = content_type(&path);
-        let opened = match tokio::task::spawn_blocking(move || open_for_read(&path)).await {
-            Ok(Ok(Some(opened))) => opened,
-            Ok(Ok(None)) => return status(StatusCode::FORBIDDEN, "a collection has no content\n"),
-            Ok(Err(e)) => return io_error(&e),
-            Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n"),
+        // open and fstat are quick on a local file system: done here, like the small read.
+        let opened = match open_for_read(&path) {
+            Ok(Some(opened)) => opened,
+            Ok(None) => return status(StatusCode::FORBIDDEN, "a collection has no content\n"),
+            Err(e) => return io_error(&e),
         };
+        if !opened_inside(&opened.file, &self.inner.root, &path) {
+            return refused(PathRefused::Escapes);
+        }
         let etag = etag_of(opened.mtime, opened.len);
         let last_modified = httpdate::fmt_http_date(opened.mtime);
         let headers = request.headers();
