@@ -10,7 +10,7 @@ use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
-use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncWriteExt;
@@ -63,11 +63,18 @@ fn io_error(error: &std::io::Error) -> Response<StorageBody> {
 /// The Content-Type for a file name, from a small table of what photo and web
 /// storage holds; anything else is application/octet-stream.
 fn content_type(path: &Path) -> &'static str {
+    // Lowercased in a stack buffer: no allocation per request.
+    let mut lower = [0u8; 8];
     let extension = path
         .extension()
         .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match extension.as_deref() {
+        .filter(|e| e.len() <= lower.len())
+        .and_then(|e| {
+            lower[..e.len()].copy_from_slice(e.as_bytes());
+            lower[..e.len()].make_ascii_lowercase();
+            std::str::from_utf8(&lower[..e.len()]).ok()
+        });
+    match extension {
         Some("jpg" | "jpeg") => "image/jpeg",
         Some("png") => "image/png",
         Some("gif") => "image/gif",
@@ -199,14 +206,11 @@ fn open_for_read(path: &Path) -> std::io::Result<Option<Opened>> {
 /// the runtime thread, as nginx does without aio: open, stat and a page-cache read cost less
 /// than the hop to the blocking pool and back (docs/benchmarks.md). Larger files stream a
 /// chunk per blocking read, so a slow disk never holds the runtime for long.
-fn file_body(mut file: std::fs::File, start: u64, len: u64) -> StorageBody {
+fn file_body(file: std::fs::File, start: u64, len: u64) -> StorageBody {
     if len as usize <= CHUNK {
-        let read = (|| {
-            file.seek(SeekFrom::Start(start))?;
-            let mut buf = vec![0; len as usize];
-            file.read_exact(&mut buf)?;
-            Ok::<_, std::io::Error>(buf)
-        })();
+        let mut buf = vec![0; len as usize];
+        // pread: no seek, one syscall.
+        let read = file.read_exact_at(&mut buf, start).map(|()| buf);
         return match read {
             Ok(buf) => full(buf),
             Err(e) => {
@@ -216,15 +220,14 @@ fn file_body(mut file: std::fs::File, start: u64, len: u64) -> StorageBody {
     }
     let state = (Some(file), start, len);
     let chunks = stream::unfold(state, |(file, offset, remaining)| async move {
-        let mut file = file?;
+        let file = file?;
         if remaining == 0 {
             return None;
         }
         let want = remaining.min(CHUNK as u64) as usize;
         let read = tokio::task::spawn_blocking(move || {
-            file.seek(SeekFrom::Start(offset))?;
             let mut buf = vec![0; want];
-            file.read_exact(&mut buf)?;
+            file.read_exact_at(&mut buf, offset)?;
             Ok::<_, std::io::Error>((file, buf))
         })
         .await
