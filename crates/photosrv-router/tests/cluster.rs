@@ -7,7 +7,7 @@ use photosrv_config::ReplicaMode;
 use photosrv_router::MigrationState;
 use photosrv_testkit::{Fault, FaultyNode, RouterBuilder};
 use std::time::{Duration, Instant};
-use support::{body_for, client, eventually, raw_exchange, Cluster};
+use support::{body_for, client, cluster_with_router, eventually, raw_exchange, Cluster};
 
 /// The shard index (0-based) of `key` in the router's current table.
 fn shard_of(router: &photosrv_router::Router, key: &str) -> usize {
@@ -24,13 +24,9 @@ fn keys(n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_seeded_objects_byte_exact_with_head_and_range() {
-    let Some(cluster) = Cluster::start("serves_seeded_objects", 2, 2) else {
+    let Some((cluster, router)) = cluster_with_router("serves_seeded_objects", 2, 2).await else {
         return;
     };
-    let router = RouterBuilder::new(cluster.config("jump", ""))
-        .start()
-        .await
-        .unwrap();
     let keys = keys(40);
     for (i, key) in keys.iter().enumerate() {
         cluster.seed(
@@ -270,13 +266,9 @@ async fn roster_symlink_swap_and_in_place_edit_are_honoured_and_garbage_is_not()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_methods_get_405_and_hostile_paths_never_reach_a_node() {
-    let Some(cluster) = Cluster::start("hostile_paths", 1, 1) else {
+    let Some((cluster, router)) = cluster_with_router("hostile_paths", 1, 1).await else {
         return;
     };
-    let router = RouterBuilder::new(cluster.config("jump", ""))
-        .start()
-        .await
-        .unwrap();
     let http = client();
     for method in ["PUT", "POST", "DELETE", "PATCH", "OPTIONS"] {
         let response = http
@@ -411,13 +403,9 @@ fn peak_rss_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_object_is_streamed_not_buffered() {
-    let Some(cluster) = Cluster::start("large_object_streamed", 1, 1) else {
+    let Some((cluster, router)) = cluster_with_router("large_object_streamed", 1, 1).await else {
         return;
     };
-    let router = RouterBuilder::new(cluster.config("jump", ""))
-        .start()
-        .await
-        .unwrap();
     // Written a MiB at a time, so this process never holds the object whole and its peak
     // RSS is a fair witness of what the router holds.
     let checksum = |h: u64, data: &[u8]| {

@@ -5,7 +5,7 @@ mod support;
 
 use photosrv_router::MigrationState;
 use photosrv_testkit::RouterBuilder;
-use support::{client, Cluster};
+use support::{client, cluster_with_router, Cluster};
 
 /// Old ring: shard1 on node A. New ring: shard1 on node B.
 fn two_ring_config(old: &str, new: &str, extra: &str) -> String {
@@ -148,13 +148,9 @@ async fn switching_is_refused_without_a_key_or_a_migration_ring() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_vars_has_every_go_name_and_metrics_count_exactly() {
-    let Some(cluster) = Cluster::start("metrics_count", 2, 1) else {
+    let Some((_cluster, router)) = cluster_with_router("metrics_count", 2, 1).await else {
         return;
     };
-    let router = RouterBuilder::new(cluster.config("jump", ""))
-        .start()
-        .await
-        .unwrap();
     let http = client();
     let vars: serde_json::Value = http
         .get(format!("{}/debug/vars", router.admin_url()))

@@ -53,6 +53,20 @@ impl Cluster {
     }
 }
 
+/// A cluster and a router over it with default settings, or `None` when nginx is missing.
+pub async fn cluster_with_router(
+    test: &str,
+    shards: usize,
+    replicas: usize,
+) -> Option<(Cluster, photosrv_testkit::RouterHandle)> {
+    let cluster = Cluster::start(test, shards, replicas)?;
+    let router = photosrv_testkit::RouterBuilder::new(cluster.config("jump", ""))
+        .start()
+        .await
+        .expect("router");
+    Some((cluster, router))
+}
+
 /// The content of a test object: derived from its key, so a wrong body is detected.
 pub fn body_for(key: &str, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
