@@ -1,7 +1,7 @@
 //! The admin listener: metrics, expvar-compatible vars, health, routing introspection and
 //! migration switching.
 
-use crate::table::{MigrationState, RingTable};
+use crate::table::{MigrationState, RingTable, ShardTable};
 use crate::{Router, SwitchError};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -49,18 +49,27 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
+/// A shard's configured nodes, each with whether the roster lists it and whether it is
+/// ejected.
+fn nodes_json(shard: &ShardTable) -> Vec<Value> {
+    shard
+        .configured
+        .iter()
+        .map(|n| {
+            json!({
+                "url": n.addr.url,
+                "live": shard.live.iter().any(|l| std::sync::Arc::ptr_eq(l, n)),
+                "ejected": n.is_ejected(),
+            })
+        })
+        .collect()
+}
+
 fn ring_json(ring: &RingTable) -> Value {
     json!({
         "datacenter": ring.datacenter,
         "chooser": ring.chooser.kind().name(),
-        "shards": ring.shards.iter().map(|s| json!({
-            "name": s.name,
-            "nodes": s.configured.iter().map(|n| json!({
-                "url": n.addr.url,
-                "live": s.live.iter().any(|l| std::sync::Arc::ptr_eq(l, n)),
-                "ejected": n.is_ejected(),
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        "shards": ring.shards.iter().map(|s| json!({"name": s.name, "nodes": nodes_json(s)})).collect::<Vec<_>>(),
     })
 }
 
@@ -197,11 +206,7 @@ impl Router {
                         "ring": label,
                         "datacenter": ring.datacenter,
                         "shard": shard.name,
-                        "nodes": shard.configured.iter().map(|n| json!({
-                            "url": n.addr.url,
-                            "live": shard.live.iter().any(|l| std::sync::Arc::ptr_eq(l, n)),
-                            "ejected": n.is_ejected(),
-                        })).collect::<Vec<_>>(),
+                        "nodes": nodes_json(shard),
                     })
                 };
                 let mut rings = vec![describe("primary", &table.primary)];

@@ -160,16 +160,15 @@ pub struct Route<'t> {
 }
 
 /// Reuses `Node`s across reloads so pooled connections and health state survive.
-#[derive(Default)]
 pub(crate) struct NodeCache {
-    epoch: Option<Instant>,
+    epoch: Instant,
     by_url: HashMap<String, Arc<Node>>,
 }
 
 impl NodeCache {
     pub(crate) fn from_table(previous: Option<&RoutingTable>, epoch: Instant) -> NodeCache {
         let mut cache = NodeCache {
-            epoch: Some(epoch),
+            epoch,
             by_url: HashMap::new(),
         };
         if let Some(table) = previous {
@@ -185,7 +184,7 @@ impl NodeCache {
     }
 
     fn get(&mut self, addr: &photosrv_config::NodeAddr) -> Arc<Node> {
-        let epoch = *self.epoch.get_or_insert_with(Instant::now);
+        let epoch = self.epoch;
         self.by_url
             .entry(addr.url.clone())
             .or_insert_with(|| Arc::new(Node::new(addr.clone(), epoch)))

@@ -5,7 +5,7 @@ mod support;
 
 use photosrv_router::MigrationState;
 use photosrv_testkit::RouterBuilder;
-use support::{client, cluster_with_router, Cluster};
+use support::{client, cluster_with_router, get_json, get_text, Cluster};
 
 /// Old ring: shard1 on node A. New ring: shard1 on node B.
 fn two_ring_config(old: &str, new: &str, extra: &str) -> String {
@@ -93,14 +93,7 @@ async fn migration_switching_needs_post_and_the_key_and_survives_a_restart() {
     router.stop(std::time::Duration::from_secs(5)).await;
     let router = start().start().await.unwrap();
     assert_eq!(router.router.migration_state(), MigrationState::Both);
-    let vars: serde_json::Value = client()
-        .get(format!("{}/debug/vars", router.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let vars = get_json(&format!("{}/debug/vars", router.admin_url())).await;
     assert_eq!(vars["MigrationState"], "msBothConfigs");
 
     // "new" serves from the new ring only.
@@ -152,14 +145,7 @@ async fn debug_vars_has_every_go_name_and_metrics_count_exactly() {
         return;
     };
     let http = client();
-    let vars: serde_json::Value = http
-        .get(format!("{}/debug/vars", router.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let vars = get_json(&format!("{}/debug/vars", router.admin_url())).await;
     for name in [
         "Requests",
         "Errors",
@@ -178,14 +164,7 @@ async fn debug_vars_has_every_go_name_and_metrics_count_exactly() {
     assert_eq!(vars["MigrationState"], "msOldConfig");
 
     let requests_total = || async {
-        let text = http
-            .get(format!("{}/metrics", router.admin_url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&format!("{}/metrics", router.admin_url())).await;
         text.lines()
             .filter(|l| l.starts_with("photosrv_requests_total{"))
             .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
@@ -209,14 +188,7 @@ async fn debug_vars_has_every_go_name_and_metrics_count_exactly() {
             .unwrap();
     }
     assert_eq!(requests_total().await - before, 37);
-    let text = http
-        .get(format!("{}/metrics", router.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&format!("{}/metrics", router.admin_url())).await;
     for name in [
         "photosrv_upstream_latency_seconds_bucket",
         "photosrv_retries_total",
@@ -233,14 +205,7 @@ async fn debug_vars_has_every_go_name_and_metrics_count_exactly() {
         );
     }
     router.router.reload(true).unwrap();
-    let text = http
-        .get(format!("{}/metrics", router.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&format!("{}/metrics", router.admin_url())).await;
     assert!(
         text.contains("photosrv_reloads_total{result=\"ok\"} 1"),
         "{text}"
@@ -275,27 +240,13 @@ async fn health_and_introspection_endpoints() {
             .status(),
         200
     );
-    let route: serde_json::Value = http
-        .get(format!("{admin}/route?key=images/a.jpg"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let route = get_json(&format!("{admin}/route?key=images/a.jpg")).await;
     assert_eq!(route["key"], "images/a.jpg");
     assert!(route["rings"][0]["shard"]
         .as_str()
         .unwrap()
         .starts_with("shard"));
-    let config: serde_json::Value = http
-        .get(format!("{admin}/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = get_json(&format!("{admin}/config")).await;
     assert_eq!(config["primary"]["shards"].as_array().unwrap().len(), 2);
 
     // Take shard2's only node out of the roster: not ready, and why.
@@ -308,14 +259,7 @@ async fn health_and_introspection_endpoints() {
     let ready = http.get(format!("{admin}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("primary shard2"));
-    let vars: serde_json::Value = http
-        .get(format!("{admin}/debug/vars"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let vars = get_json(&format!("{admin}/debug/vars")).await;
     assert_eq!(
         vars["MissingShards"]["Primary"],
         serde_json::json!(["shard2"])

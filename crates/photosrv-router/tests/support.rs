@@ -92,6 +92,30 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// GETs `url` and returns its body as text (any status).
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// GETs `url` and parses its body as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON body")
+}
+
 /// Sends raw bytes and returns what came back until the peer closed or 1 s passed.
 pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
