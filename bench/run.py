@@ -224,7 +224,8 @@ def start_storage(procs, work, name, threads, nodes, nginx, photosrv):
     d.mkdir(exist_ok=True)
     if name == "photosrv-storage":
         env = dict(os.environ, RUST_LOG="warn")
-        proc = procs.start([photosrv, "storage", "--root", str(root), "--listen", f"127.0.0.1:{port}"], cpus=cpus, env=env, log=d / "log")
+        proc = procs.start([photosrv, "storage", "--root", str(root), "--listen", f"127.0.0.1:{port}",
+                            "--threads", str(threads)], cpus=cpus, env=env, log=d / "log")
     else:
         example = (ROOT / "examples/nginx-storage.conf").read_text()
         conf = d / "nginx.conf"
