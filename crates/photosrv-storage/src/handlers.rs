@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncWriteExt;
 
@@ -178,6 +179,13 @@ struct Opened {
     mtime: SystemTime,
 }
 
+/// The result of opening a file for reading.
+enum OpenedInside {
+    File(std::fs::File),
+    /// The path leads outside the root through a symlink.
+    Escapes,
+}
+
 /// Whether the file actually opened lies under `root`: one readlink of
 /// `/proc/self/fd/N` instead of resolving every component of the path. Without /proc, the
 /// path is resolved instead.
@@ -189,8 +197,7 @@ fn opened_inside(file: &std::fs::File, root: &Path, path: &Path) -> bool {
     }
 }
 
-fn open_for_read(path: &Path) -> std::io::Result<Option<Opened>> {
-    let file = std::fs::File::open(path)?;
+fn describe(file: std::fs::File) -> std::io::Result<Option<Opened>> {
     let meta = file.metadata()?;
     if meta.is_dir() {
         return Ok(None);
@@ -286,6 +293,49 @@ impl Storage {
         response
     }
 
+    /// Opens `path` (the root joined with plain segments) for reading if the file it leads
+    /// to is under the root.
+    ///
+    /// The fast way is one `openat2` from the root's descriptor with `RESOLVE_BENEATH`: the
+    /// kernel walks only the segments below the root and refuses to leave it, so there is
+    /// no second syscall to check. It also refuses absolute symlinks, even ones that stay
+    /// inside; those, and kernels or sandboxes without `openat2`, take the slow way: open,
+    /// then check where the file really is.
+    fn open_inside(&self, path: &Path) -> std::io::Result<OpenedInside> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        use rustix::io::Errno;
+        let inner = &self.inner;
+        if inner.openat2.load(Ordering::Relaxed) {
+            let relative = match path.strip_prefix(&inner.root) {
+                Ok(relative) if relative.as_os_str().is_empty() => Path::new("."),
+                Ok(relative) => relative,
+                Err(_) => return Ok(OpenedInside::Escapes),
+            };
+            match rustix::fs::openat2(
+                &inner.root_fd,
+                relative,
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Ok(fd) => return Ok(OpenedInside::File(fd.into())),
+                // Leaves the root or crosses an absolute symlink: decided below.
+                Err(Errno::XDEV | Errno::AGAIN) => {}
+                Err(errno @ (Errno::NOSYS | Errno::PERM)) => {
+                    tracing::warn!(%errno, "openat2 unavailable: reads check each opened file");
+                    inner.openat2.store(false, Ordering::Relaxed);
+                }
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        let file = std::fs::File::open(path)?;
+        Ok(if opened_inside(&file, &inner.root, path) {
+            OpenedInside::File(file)
+        } else {
+            OpenedInside::Escapes
+        })
+    }
+
     async fn get(
         &self,
         request: &Request<Incoming>,
@@ -294,14 +344,16 @@ impl Storage {
     ) -> Response<StorageBody> {
         let mime = content_type(&path);
         // open and fstat are quick on a local file system: done here, like the small read.
-        let opened = match open_for_read(&path) {
+        let file = match self.open_inside(&path) {
+            Ok(OpenedInside::File(file)) => file,
+            Ok(OpenedInside::Escapes) => return refused(PathRefused::Escapes),
+            Err(e) => return io_error(&e),
+        };
+        let opened = match describe(file) {
             Ok(Some(opened)) => opened,
             Ok(None) => return status(StatusCode::FORBIDDEN, "a collection has no content\n"),
             Err(e) => return io_error(&e),
         };
-        if !opened_inside(&opened.file, &self.inner.root, &path) {
-            return refused(PathRefused::Escapes);
-        }
         let etag = etag_of(opened.mtime, opened.len);
         let last_modified = httpdate::fmt_http_date(opened.mtime);
         let headers = request.headers();

@@ -24,8 +24,10 @@ pub use handlers::StorageBody;
 pub use paths::{resolve, PathRefused};
 
 use photosrv_http::ServeSettings;
+use rustix::fs::{Mode, OFlags};
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -39,6 +41,10 @@ pub struct Storage {
 struct Inner {
     /// The directory, canonical.
     root: PathBuf,
+    /// The directory, open: reads resolve their path from it.
+    root_fd: std::os::fd::OwnedFd,
+    /// Whether `openat2` works here (false on old kernels and in some sandboxes).
+    openat2: AtomicBool,
     /// The largest PUT body accepted.
     max_body_bytes: u64,
 }
@@ -53,9 +59,16 @@ impl Storage {
                 root.display()
             )));
         }
+        let root_fd = rustix::fs::open(
+            &root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Storage {
             inner: Arc::new(Inner {
                 root,
+                root_fd,
+                openat2: AtomicBool::new(true),
                 max_body_bytes: 1 << 30,
             }),
         })

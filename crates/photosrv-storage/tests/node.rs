@@ -302,6 +302,45 @@ async fn nothing_escapes_the_root() {
     );
 }
 
+/// Symlinks that stay inside the root are followed, whether absolute or relative; one that
+/// climbs out with `..` is refused like an absolute one (the fast read path refuses both in
+/// the kernel and the slow path decides the absolute ones that stay inside).
+#[tokio::test]
+async fn symlinks_inside_the_root_are_followed() {
+    let node = Node::start().await;
+    let root = node.dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(root.join("real/deep")).unwrap();
+    std::fs::write(root.join("real/deep/a.jpg"), b"inside").unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"secret").unwrap();
+    std::os::unix::fs::symlink(root.join("real"), root.join("absolute")).unwrap();
+    std::os::unix::fs::symlink("real/deep", root.join("relative")).unwrap();
+    std::os::unix::fs::symlink("../a.jpg", root.join("real/deep/up")).unwrap();
+    std::fs::write(root.join("real/a.jpg"), b"one up").unwrap();
+    let climb = std::iter::repeat_n("..", root.components().count()).collect::<Vec<_>>();
+    let escape = format!(
+        "{}{}",
+        climb.join("/"),
+        outside.path().join("secret").display()
+    );
+    std::os::unix::fs::symlink(&escape, root.join("climbs-out")).unwrap();
+    assert_eq!(std::fs::read(root.join("climbs-out")).unwrap(), b"secret");
+
+    let http = client();
+    for (path, want) in [
+        ("/absolute/deep/a.jpg", &b"inside"[..]),
+        ("/relative/a.jpg", b"inside"),
+        ("/real/deep/up", b"one up"),
+    ] {
+        let r = http.get(node.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.bytes().await.unwrap(), want, "{path}");
+    }
+    let r = http.get(node.url("/climbs-out")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(!r.text().await.unwrap().contains("secret"));
+}
+
 #[tokio::test]
 async fn webdav_odds_and_ends() {
     let node = Node::start().await;
