@@ -418,6 +418,8 @@ def main():
     parser.add_argument("--sizes", default=None, help="default: 4k,256k,4m (router), 4k,1m (storage)")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--proxies", default=None, help="default: every proxy (router) or server (storage) of the suite")
+    parser.add_argument("--photosrv", default=str(ROOT / "target/release/photosrv"),
+                        help="the photosrv binary (another build, for an A/B)")
     parser.add_argument("--out", default=str(ROOT / "bench/results" / time.strftime("%Y%m%d-%H%M%S")))
     args = parser.parse_args()
     if args.sizes is None:
@@ -428,7 +430,7 @@ def main():
         args.runs, args.duration = 1, 5
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
-    photosrv = str(ROOT / "target/release/photosrv")
+    photosrv = args.photosrv
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     procs = Processes()
