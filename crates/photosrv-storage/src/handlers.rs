@@ -10,7 +10,7 @@ use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -197,9 +197,11 @@ fn opened_inside(file: &std::fs::File, root: &Path, path: &Path) -> bool {
     }
 }
 
+/// Length and time of an opened file; `None` for a directory, FIFO, socket or device,
+/// which have no content to serve.
 fn describe(file: std::fs::File) -> std::io::Result<Option<Opened>> {
     let meta = file.metadata()?;
-    if meta.is_dir() {
+    if !meta.is_file() {
         return Ok(None);
     }
     Ok(Some(Opened {
@@ -296,6 +298,9 @@ impl Storage {
     /// Opens `path` (the root joined with plain segments) for reading if the file it leads
     /// to is under the root.
     ///
+    /// Opened non-blocking: opening a FIFO for reading would otherwise wait for a writer
+    /// and stall the runtime thread (reads of regular files ignore the flag).
+    ///
     /// The fast way is one `openat2` from the root's descriptor with `RESOLVE_BENEATH`: the
     /// kernel walks only the segments below the root and refuses to leave it, so there is
     /// no second syscall to check. It also refuses absolute symlinks, even ones that stay
@@ -314,7 +319,7 @@ impl Storage {
             match rustix::fs::openat2(
                 &inner.root_fd,
                 relative,
-                OFlags::RDONLY | OFlags::CLOEXEC,
+                OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
                 Mode::empty(),
                 ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
             ) {
@@ -328,7 +333,10 @@ impl Storage {
                 Err(errno) => return Err(errno.into()),
             }
         }
-        let file = std::fs::File::open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+            .open(path)?;
         Ok(if opened_inside(&file, &inner.root, path) {
             OpenedInside::File(file)
         } else {
@@ -351,7 +359,7 @@ impl Storage {
         };
         let opened = match describe(file) {
             Ok(Some(opened)) => opened,
-            Ok(None) => return status(StatusCode::FORBIDDEN, "a collection has no content\n"),
+            Ok(None) => return status(StatusCode::FORBIDDEN, "not a file\n"),
             Err(e) => return io_error(&e),
         };
         let etag = etag_of(opened.mtime, opened.len);

@@ -341,6 +341,35 @@ async fn symlinks_inside_the_root_are_followed() {
     assert!(!r.text().await.unwrap().contains("secret"));
 }
 
+/// A FIFO in the root (which no request can create, but an operator's tools might) is
+/// refused at once: opening it for reading must not wait for a writer on the runtime
+/// thread. Reached directly (openat2) and through an absolute symlink (the fallback open).
+#[tokio::test]
+async fn a_fifo_is_refused_without_blocking() {
+    let node = Node::start().await;
+    let root = node.dir.path().canonicalize().unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        root.join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(root.join("pipe"), root.join("to-pipe")).unwrap();
+    let http = client();
+    for path in ["/pipe", "/to-pipe"] {
+        let answer =
+            tokio::time::timeout(Duration::from_secs(5), http.get(node.url(path)).send()).await;
+        let response = answer.expect("the node answers").unwrap();
+        assert_eq!(response.status(), 403, "{path}");
+    }
+    // Still serving.
+    std::fs::write(root.join("a.jpg"), b"ok").unwrap();
+    let r = http.get(node.url("/a.jpg")).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap(), &b"ok"[..]);
+}
+
 #[tokio::test]
 async fn webdav_odds_and_ends() {
     let node = Node::start().await;
