@@ -1,6 +1,7 @@
 //! Forwarding one request: replica order, multi-HEAD races, failover, header hygiene.
 
 use crate::node::Node;
+use crate::pool::UpstreamError;
 use crate::Router;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -9,35 +10,13 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rand::seq::SliceRandom;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The body of every response the router sends: a node's, streamed, or a short one of ours.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
-
-/// The pooled HTTP client to the nodes.
-pub(crate) type UpstreamClient = Client<HttpConnector, Empty<Bytes>>;
-
-pub(crate) fn upstream_client(connect_timeout: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        // hyper grows a connection's read buffer up to ~400 KiB on large bodies; with
-        // hundreds of upstream connections that is most of the router's memory. 128 KiB
-        // reads keep large objects fast (docs/benchmarks.md) and memory flat.
-        .http1_max_buf_size(128 * 1024)
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .build(connector)
-}
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either direction.
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -210,12 +189,8 @@ impl Router {
             base => PathAndQuery::from_maybe_shared(Bytes::from(format!("{base}{path_and_query}"))),
         }
         .ok()?;
-        let uri = Uri::builder()
-            .scheme(node.scheme.clone())
-            .authority(node.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
-            .ok()?;
+        // Origin form: the connection already goes to the node, and Host names it.
+        let uri = Uri::from(path_and_query);
         let mut request = Request::new(Empty::new());
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri;
@@ -237,7 +212,7 @@ impl Router {
         let started = Instant::now();
         let result = tokio::time::timeout(
             self.inner.options.upstream_timeout,
-            self.inner.client.request(request),
+            self.inner.upstream.send(node, request),
         )
         .await;
         self.settle(node, started, result)
@@ -249,10 +224,7 @@ impl Router {
         &self,
         node: &Node,
         started: Instant,
-        result: Result<
-            Result<Response<Incoming>, hyper_util::client::legacy::Error>,
-            tokio::time::error::Elapsed,
-        >,
+        result: Result<Result<Response<Incoming>, UpstreamError>, tokio::time::error::Elapsed>,
     ) -> Result<Response<Incoming>, Failure> {
         let inner = &self.inner;
         let metrics = node.metrics(&inner.metrics);
@@ -301,13 +273,12 @@ impl Router {
             else {
                 continue;
             };
-            let client = inner.client.clone();
+            let (upstream, node) = (inner.upstream.clone(), node.clone());
             let limit = inner.options.upstream_timeout;
             let started = Instant::now();
-            let probe =
-                tokio::spawn(
-                    async move { tokio::time::timeout(limit, client.request(request)).await },
-                );
+            let probe = tokio::spawn(async move {
+                tokio::time::timeout(limit, upstream.send(&node, request)).await
+            });
             probes.push(async move { (i, started, probe.await) });
         }
         let mut not_found = 0;

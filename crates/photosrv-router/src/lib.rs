@@ -24,6 +24,7 @@ pub mod metrics;
 mod migration;
 mod node;
 mod options;
+mod pool;
 mod reload;
 mod router;
 mod server;

@@ -1,6 +1,7 @@
 //! A storage node as the router sees it: where to send requests, and passive health.
 
 use crate::metrics::{Metrics, NodeMetrics};
+use crate::pool::ConnectionPool;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 use photosrv_config::NodeAddr;
@@ -23,6 +24,8 @@ pub struct Node {
     /// The `Host` header to send.
     pub host_header: HeaderValue,
     metrics: OnceLock<NodeMetrics>,
+    /// Keep-alive connections to it; kept across reloads with the node.
+    pub(crate) pool: ConnectionPool,
     /// Until when (ms since `epoch`) the node is ejected; 0 when healthy.
     ejected_until_ms: AtomicU64,
     epoch: Instant,
@@ -47,6 +50,7 @@ impl Node {
             authority,
             host_header,
             metrics: OnceLock::new(),
+            pool: ConnectionPool::default(),
             ejected_until_ms: AtomicU64::new(0),
             epoch,
         }

@@ -1,8 +1,9 @@
 //! The shared router state and the request handler.
 
-use crate::forward::{self, Outcome, ProxyBody, UpstreamClient};
+use crate::forward::{self, Outcome, ProxyBody};
 use crate::metrics::{MethodLabel, Metrics, RingLabels};
 use crate::options::RouterOptions;
+use crate::pool::Upstream;
 use crate::reload::{ReloadError, Reloader};
 use crate::table::{MigrationState, RouteError, RoutingTable};
 use arc_swap::ArcSwap;
@@ -26,7 +27,7 @@ pub struct Router {
 pub(crate) struct Inner {
     pub(crate) options: RouterOptions,
     pub(crate) table: ArcSwap<RoutingTable>,
-    pub(crate) client: UpstreamClient,
+    pub(crate) upstream: Upstream,
     pub(crate) registry: Registry,
     pub(crate) metrics: Metrics,
     pub(crate) migration: AtomicU8,
@@ -80,12 +81,12 @@ impl Router {
         let migration = crate::migration::restore(&options, &table)?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let client = forward::upstream_client(options.connect_timeout);
+        let upstream = Upstream::new(options.connect_timeout);
         let router = Router {
             inner: Arc::new(Inner {
                 options,
                 table: ArcSwap::from_pointee(table),
-                client,
+                upstream,
                 registry,
                 metrics,
                 migration: AtomicU8::new(migration.as_index()),

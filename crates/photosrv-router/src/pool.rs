@@ -1,0 +1,285 @@
+//! Keep-alive connections to the nodes: a short list per node over hyper's HTTP/1 client
+//! connections.
+//!
+//! hyper-util's pooled client did this job first. Its checkout and return hash the pool key
+//! (SipHash over scheme and authority) and run through several futures on every request:
+//! 16% of the router's user-space instructions per 4 KiB request (docs/benchmarks.md). Here
+//! each [`Node`] owns its connections, so finding one is a scan of a short list.
+//!
+//! What hyper-util's pool did that this keeps: a request that meets a kept connection the
+//! node has just closed goes out again on another one (hyper hands back a request it did not
+//! write); closed connections are dropped and idle ones expire; a connection is reused only
+//! once it is ready, that is once the previous response's body has been read.
+
+use crate::node::Node;
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::client::legacy::connect::HttpConnector;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tower_service::Service as _;
+
+/// A connection's request side; its I/O runs in a task of its own.
+type Sender = SendRequest<Empty<Bytes>>;
+
+/// Why a request to a node got no response.
+pub(crate) type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Connections kept per node, busy and idle together: as many as the router has requests in
+/// flight to that node, up to this.
+const MAX_KEPT: usize = 256;
+
+/// A connection unused for this long is closed rather than reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// hyper grows a connection's read buffer up to ~400 KiB on large bodies; with hundreds of
+/// upstream connections that is most of the router's memory. 128 KiB reads keep large
+/// objects fast (docs/benchmarks.md) and memory flat.
+const MAX_READ_BUFFER: usize = 128 * 1024;
+
+/// One node's connections.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionPool {
+    kept: Mutex<Vec<Kept>>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    sender: Sender,
+    /// When it last carried a request.
+    used: Instant,
+}
+
+impl ConnectionPool {
+    /// A connection ready for a request, the most recently used first. Drops closed
+    /// connections and idle ones past their time on the way.
+    fn take_ready(&self, now: Instant) -> Option<Sender> {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut i = kept.len();
+        while i > 0 {
+            i -= 1;
+            let candidate = &kept[i];
+            if candidate.sender.is_closed() {
+                kept.swap_remove(i);
+            } else if candidate.sender.is_ready() {
+                let kept = kept.swap_remove(i);
+                if now.duration_since(kept.used) <= IDLE_TIMEOUT {
+                    return Some(kept.sender);
+                }
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection that just carried a request. It is busy until the response body
+    /// has been read, and [`ConnectionPool::take_ready`] passes it over until then.
+    fn keep(&self, sender: Sender, now: Instant) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() < MAX_KEPT {
+            kept.push(Kept { sender, used: now });
+        }
+    }
+
+    /// Connections kept (busy or idle).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Sends requests to nodes over their kept connections, opening new ones as needed.
+#[derive(Clone, Debug)]
+pub(crate) struct Upstream {
+    connector: HttpConnector,
+}
+
+impl Upstream {
+    pub(crate) fn new(connect_timeout: Duration) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        Upstream { connector }
+    }
+
+    /// Sends `request` (origin-form URI, Host set) to `node`, up to the response headers.
+    pub(crate) async fn send(
+        &self,
+        node: &Node,
+        mut request: Request<Empty<Bytes>>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        loop {
+            let (mut sender, reused) = match node.pool.take_ready(Instant::now()) {
+                Some(sender) => (sender, true),
+                None => (self.connect(node).await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    node.pool.keep(sender, Instant::now());
+                    return Ok(response);
+                }
+                Err(mut error) => match error.take_message() {
+                    // Not written: the kept connection closed under us. Another one (or a
+                    // new one) gets it; each kept connection is tried at most once.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(error.into_error().into()),
+                },
+            }
+        }
+    }
+
+    async fn connect(&self, node: &Node) -> Result<Sender, UpstreamError> {
+        let uri = Uri::builder()
+            .scheme(node.scheme.clone())
+            .authority(node.authority.clone())
+            .path_and_query("/")
+            .build()?;
+        let mut connector = self.connector.clone();
+        std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+        let io = connector.call(uri).await?;
+        let (sender, connection) = http1::Builder::new()
+            .max_buf_size(MAX_READ_BUFFER)
+            .handshake(io)
+            .await?;
+        let url = node.addr.url.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(node = %url, %error, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use photosrv_config::NodeAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn request() -> Request<Empty<Bytes>> {
+        let mut request = Request::new(Empty::new());
+        *request.uri_mut() = Uri::from_static("/x");
+        request
+            .headers_mut()
+            .insert(http::header::HOST, http::HeaderValue::from_static("node"));
+        request
+    }
+
+    /// A node that answers `answers` requests on each connection, then closes it without a
+    /// word; it sends each body `body_delay` after the head. Counts the connections it
+    /// accepted.
+    async fn fake_node(
+        answers: usize,
+        body_delay: Duration,
+    ) -> (Node, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    for _ in 0..answers {
+                        let mut seen = Vec::new();
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n";
+                        if stream.write_all(head).await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep(body_delay).await;
+                        if stream.write_all(b"ok").await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let url = format!("http://{addr}");
+        let node_addr = NodeAddr::parse(&url).unwrap();
+        (Node::new(node_addr, Instant::now()), accepted)
+    }
+
+    async fn body(response: Response<Incoming>) -> Bytes {
+        use http_body_util::BodyExt as _;
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn reuses_a_connection_once_its_body_is_read() {
+        let (node, accepted) = fake_node(usize::MAX, Duration::ZERO).await;
+        let upstream = Upstream::new(Duration::from_secs(1));
+        for _ in 0..5 {
+            let response = upstream.send(&node, request()).await.unwrap();
+            assert_eq!(body(response).await, "ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(node.pool.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_busy_connection_is_not_shared() {
+        let (node, accepted) = fake_node(usize::MAX, Duration::from_millis(200)).await;
+        let upstream = Upstream::new(Duration::from_secs(1));
+        // The first body has not arrived yet: its connection is busy.
+        let first = upstream.send(&node, request()).await.unwrap();
+        let second = upstream.send(&node, request()).await.unwrap();
+        assert_eq!(body(first).await, "ok");
+        assert_eq!(body(second).await, "ok");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Both are free again: the next two requests open nothing new.
+        for _ in 0..2 {
+            let response = upstream.send(&node, request()).await.unwrap();
+            assert_eq!(body(response).await, "ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// The node closes every connection after one answer, as a node does at its
+    /// keep-alive limit: no request fails for it, and the closed connections are let go.
+    #[tokio::test]
+    async fn connections_the_node_closed_are_let_go() {
+        let (node, accepted) = fake_node(1, Duration::ZERO).await;
+        let upstream = Upstream::new(Duration::from_secs(1));
+        for _ in 0..20 {
+            let response = upstream.send(&node, request()).await.unwrap();
+            assert_eq!(body(response).await, "ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 20);
+        assert!(node.pool.len() <= 1, "{} kept", node.pool.len());
+    }
+
+    /// A kept connection whose far end went away before its task noticed: the request is
+    /// not written there, hyper hands it back, and it goes out on a new connection.
+    #[tokio::test]
+    async fn a_request_not_written_on_a_dead_connection_goes_out_on_another() {
+        let (node, accepted) = fake_node(usize::MAX, Duration::ZERO).await;
+        let upstream = Upstream::new(Duration::from_secs(1));
+        let (near, far) = tokio::io::duplex(4096);
+        let (sender, connection) = http1::handshake(hyper_util::rt::TokioIo::new(near))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        tokio::task::yield_now().await;
+        assert!(sender.is_ready());
+        node.pool.keep(sender, Instant::now());
+        drop(far);
+        let response = upstream.send(&node, request()).await.unwrap();
+        assert_eq!(body(response).await, "ok");
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}
