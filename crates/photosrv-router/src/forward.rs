@@ -268,7 +268,9 @@ impl Router {
 
     /// HEADs every node of `group` at once; the first 2xx/3xx wins. The race stops waiting
     /// for the others at once, but lets them finish in the background: dropping a request
-    /// mid-flight would close its pooled connection, and a HEAD is cheap to complete.
+    /// mid-flight would close its pooled connection, and a HEAD is cheap to complete. The
+    /// probes run inside this future, and only those still running when it ends move to a
+    /// task of their own: one spawn per race at most, none when every probe answered.
     /// Returns the winner's index and response, and whether every node said 404.
     async fn race(
         &self,
@@ -287,32 +289,35 @@ impl Router {
             };
             let (upstream, node) = (inner.upstream.clone(), node.clone());
             let limit = inner.options.upstream_timeout;
-            let started = Instant::now();
-            let probe = tokio::spawn(async move {
-                tokio::time::timeout(limit, upstream.send(&node, request)).await
+            probes.push(async move {
+                let started = Instant::now();
+                let result = tokio::time::timeout(limit, upstream.send(&node, request)).await;
+                (i, started, result)
             });
-            probes.push(async move { (i, started, probe.await) });
         }
         let mut not_found = 0;
         let deadline = tokio::time::sleep(inner.options.head_timeout);
         tokio::pin!(deadline);
-        loop {
+        let outcome = loop {
             tokio::select! {
                 next = probes.next() => match next {
-                    Some((i, started, Ok(result))) => match self.settle(&group[i], started, result) {
-                        Ok(response) if response.status().as_u16() < 400 => return (Some((i, response)), false),
+                    Some((i, started, result)) => match self.settle(&group[i], started, result) {
+                        Ok(response) if response.status().as_u16() < 400 => break (Some((i, response)), false),
                         Ok(response) => not_found += usize::from(response.status() == StatusCode::NOT_FOUND),
                         Err(_) => {}
                     },
-                    Some((_, _, Err(_))) => {}
-                    None => return (None, not_found == group.len()),
+                    None => break (None, not_found == group.len()),
                 },
                 () = &mut deadline => {
                     inner.metrics.multihead_timeouts.inc();
-                    return (None, false);
+                    break (None, false);
                 }
             }
+        };
+        if !probes.is_empty() {
+            tokio::spawn(async move { while probes.next().await.is_some() {} });
         }
+        outcome
     }
 
     /// Tries the groups of a route in turn, the nodes of each in turn.
