@@ -32,11 +32,11 @@ pub fn jump_hash(mut key: u64, buckets: u32) -> u32 {
     // never leaves the float unit; without it, trunc is a libm call and the integer
     // conversion is faster. docs/benchmarks.md has the figures.
     let n = f64::from(buckets);
-    #[cfg(any(
+    let trunc_is_one_instruction = cfg!(any(
         target_feature = "sse4.1",
         not(any(target_arch = "x86", target_arch = "x86_64"))
-    ))]
-    {
+    ));
+    if trunc_is_one_instruction {
         let mut b = 0.0f64;
         loop {
             key = key.wrapping_mul(2862933555777941757).wrapping_add(1);
@@ -47,12 +47,7 @@ pub fn jump_hash(mut key: u64, buckets: u32) -> u32 {
             }
             b = x.trunc();
         }
-    }
-    #[cfg(not(any(
-        target_feature = "sse4.1",
-        not(any(target_arch = "x86", target_arch = "x86_64"))
-    )))]
-    {
+    } else {
         let mut b: i64 = 0;
         loop {
             key = key.wrapping_mul(2862933555777941757).wrapping_add(1);
