@@ -35,6 +35,12 @@ const MAX_KEPT: usize = 256;
 /// A connection unused for this long is closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often a pool looks through all its connections for expired and closed ones.
+/// Finding a connection stops at the first ready one, so without this the connections a
+/// burst opened would sit at the bottom of the list, each holding a read buffer of up to
+/// [`MAX_READ_BUFFER`], until the node closed them.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// hyper grows a connection's read buffer up to ~400 KiB on large bodies; with hundreds of
 /// upstream connections that is most of the router's memory. 128 KiB reads keep large
 /// objects fast (docs/benchmarks.md) and memory flat.
@@ -43,31 +49,56 @@ const MAX_READ_BUFFER: usize = 128 * 1024;
 /// One node's connections.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectionPool {
-    kept: Mutex<Vec<Kept>>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// Oldest first: the last one is the most recently used.
+    connections: Vec<Connection>,
+    /// When the whole list was last looked through.
+    swept: Option<Instant>,
 }
 
 #[derive(Debug)]
-struct Kept {
+struct Connection {
     sender: Sender,
     /// When it last carried a request.
     used: Instant,
 }
 
+impl Connection {
+    fn expired(&self, now: Instant) -> bool {
+        self.sender.is_ready() && now.duration_since(self.used) > IDLE_TIMEOUT
+    }
+}
+
 impl ConnectionPool {
-    /// A connection ready for a request, the most recently used first. Drops closed
-    /// connections and idle ones past their time on the way.
+    /// A connection ready for a request, the most recently used first, so that a few
+    /// connections stay busy and the rest expire. Drops closed connections and idle ones
+    /// past their time on the way.
     fn take_ready(&self, now: Instant) -> Option<Sender> {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut i = kept.len();
+        if kept
+            .swept
+            .is_none_or(|swept| now.duration_since(swept) >= SWEEP_INTERVAL)
+        {
+            kept.swept = Some(now);
+            kept.connections
+                .retain(|c| !c.sender.is_closed() && !c.expired(now));
+        }
+        let connections = &mut kept.connections;
+        let mut i = connections.len();
         while i > 0 {
             i -= 1;
-            let candidate = &kept[i];
+            let candidate = &connections[i];
             if candidate.sender.is_closed() {
-                kept.swap_remove(i);
+                connections.remove(i);
             } else if candidate.sender.is_ready() {
-                let kept = kept.swap_remove(i);
-                if now.duration_since(kept.used) <= IDLE_TIMEOUT {
-                    return Some(kept.sender);
+                // `remove`, not `swap_remove`: the order is what lets unneeded ones expire.
+                let taken = connections.remove(i);
+                if now.duration_since(taken.used) <= IDLE_TIMEOUT {
+                    return Some(taken.sender);
                 }
             }
         }
@@ -78,8 +109,8 @@ impl ConnectionPool {
     /// has been read, and [`ConnectionPool::take_ready`] passes it over until then.
     fn keep(&self, sender: Sender, now: Instant) {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.len() < MAX_KEPT {
-            kept.push(Kept { sender, used: now });
+        if kept.connections.len() < MAX_KEPT {
+            kept.connections.push(Connection { sender, used: now });
         }
     }
 
@@ -89,6 +120,7 @@ impl ConnectionPool {
         self.kept
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .connections
             .len()
     }
 }
@@ -247,6 +279,36 @@ mod tests {
             assert_eq!(body(response).await, "ok");
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// Idle connections past their time are closed, also those below the one a request
+    /// takes: after a burst, the extra connections (and their read buffers) go.
+    #[tokio::test]
+    async fn idle_connections_expire() {
+        let (node, _) = fake_node(usize::MAX, Duration::ZERO).await;
+        let upstream = Upstream::new(Duration::from_secs(1));
+        let start = Instant::now();
+        let mut senders = Vec::new();
+        for _ in 0..3 {
+            let mut sender = upstream.connect(&node).await.unwrap();
+            sender.ready().await.unwrap();
+            senders.push(sender);
+        }
+        let mut senders = senders.into_iter();
+        // Two left over from a burst, then one in use since.
+        node.pool.keep(senders.next().unwrap(), start);
+        node.pool.keep(senders.next().unwrap(), start);
+        let recent = start + IDLE_TIMEOUT - Duration::from_secs(1);
+        node.pool.keep(senders.next().unwrap(), recent);
+        let now = start + IDLE_TIMEOUT + Duration::from_secs(1);
+        assert!(node.pool.take_ready(now).is_some());
+        assert_eq!(node.pool.len(), 0, "the two expired connections were kept");
+        // Nothing ready is left to reuse once everything has expired.
+        let mut sender = upstream.connect(&node).await.unwrap();
+        sender.ready().await.unwrap();
+        node.pool.keep(sender, start);
+        assert!(node.pool.take_ready(now).is_none());
+        assert_eq!(node.pool.len(), 0);
     }
 
     /// The node closes every connection after one answer, as a node does at its
