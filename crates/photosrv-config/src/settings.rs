@@ -83,6 +83,8 @@ pub struct Settings {
     pub max_connections: Option<usize>,
     /// `max_header_bytes`: the largest request head accepted.
     pub max_header_bytes: Option<usize>,
+    /// `upstream_buffer_bytes`: the most read from a node at once, per connection.
+    pub upstream_buffer_bytes: Option<usize>,
     /// `migration_key`: the secret that migration switching requires.
     pub migration_key: Option<String>,
     /// `migration_state`: the file the migration state is kept in.
@@ -105,6 +107,7 @@ const KEYS: &[&str] = &[
     "reload_poll_ms",
     "max_connections",
     "max_header_bytes",
+    "upstream_buffer_bytes",
     "migration_key",
     "migration_state",
     "log_format",
@@ -137,6 +140,7 @@ impl Settings {
             reload_poll_ms: self.reload_poll_ms.or(under.reload_poll_ms),
             max_connections: self.max_connections.or(under.max_connections),
             max_header_bytes: self.max_header_bytes.or(under.max_header_bytes),
+            upstream_buffer_bytes: self.upstream_buffer_bytes.or(under.upstream_buffer_bytes),
             migration_key: self.migration_key.or(under.migration_key),
             migration_state: self.migration_state.or(under.migration_state),
             log_format: self.log_format.or(under.log_format),
@@ -194,6 +198,9 @@ impl Settings {
                     }
                     "max_header_bytes" => {
                         s.max_header_bytes = Some(parse(text, "a number of bytes")?)
+                    }
+                    "upstream_buffer_bytes" => {
+                        s.upstream_buffer_bytes = Some(parse(text, "a number of bytes")?)
                     }
                     "migration_key" => s.migration_key = Some(text.to_owned()),
                     "migration_state" => s.migration_state = Some(PathBuf::from(text)),

@@ -37,14 +37,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often a pool looks through all its connections for expired and closed ones.
 /// Finding a connection stops at the first ready one, so without this the connections a
-/// burst opened would sit at the bottom of the list, each holding a read buffer of up to
-/// [`MAX_READ_BUFFER`], until the node closed them.
+/// burst opened would sit at the bottom of the list, each holding a read buffer (up to
+/// `upstream_buffer_bytes`), until the node closed them.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// hyper grows a connection's read buffer up to ~400 KiB on large bodies; with hundreds of
-/// upstream connections that is most of the router's memory. 128 KiB reads keep large
-/// objects fast (docs/benchmarks.md) and memory flat.
-const MAX_READ_BUFFER: usize = 128 * 1024;
 
 /// One node's connections.
 #[derive(Debug, Default)]
@@ -129,15 +124,23 @@ impl ConnectionPool {
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
     connector: HttpConnector,
+    /// The most a connection reads at once. hyper grows a connection's read buffer up to
+    /// this on large bodies (~400 KiB unless told), and every kept connection that has
+    /// carried one holds a buffer that big: with hundreds of connections that is most of
+    /// the router's memory (docs/benchmarks.md, "Where the memory goes").
+    read_buffer: usize,
 }
 
 impl Upstream {
-    pub(crate) fn new(connect_timeout: Duration) -> Upstream {
+    pub(crate) fn new(connect_timeout: Duration, read_buffer: usize) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
-        Upstream { connector }
+        Upstream {
+            connector,
+            read_buffer,
+        }
     }
 
     /// Sends `request` (origin-form URI, Host set) to `node`, up to the response headers.
@@ -176,7 +179,7 @@ impl Upstream {
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
         let io = connector.call(uri).await?;
         let (sender, connection) = http1::Builder::new()
-            .max_buf_size(MAX_READ_BUFFER)
+            .max_buf_size(self.read_buffer)
             .handshake(io)
             .await?;
         let url = node.addr.url.clone();
@@ -254,7 +257,7 @@ mod tests {
     #[tokio::test]
     async fn reuses_a_connection_once_its_body_is_read() {
         let (node, accepted) = fake_node(usize::MAX, Duration::ZERO).await;
-        let upstream = Upstream::new(Duration::from_secs(1));
+        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
         for _ in 0..5 {
             let response = upstream.send(&node, request()).await.unwrap();
             assert_eq!(body(response).await, "ok");
@@ -266,7 +269,7 @@ mod tests {
     #[tokio::test]
     async fn a_busy_connection_is_not_shared() {
         let (node, accepted) = fake_node(usize::MAX, Duration::from_millis(200)).await;
-        let upstream = Upstream::new(Duration::from_secs(1));
+        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
         // The first body has not arrived yet: its connection is busy.
         let first = upstream.send(&node, request()).await.unwrap();
         let second = upstream.send(&node, request()).await.unwrap();
@@ -286,7 +289,7 @@ mod tests {
     #[tokio::test]
     async fn idle_connections_expire() {
         let (node, _) = fake_node(usize::MAX, Duration::ZERO).await;
-        let upstream = Upstream::new(Duration::from_secs(1));
+        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
         let start = Instant::now();
         let mut senders = Vec::new();
         for _ in 0..3 {
@@ -316,7 +319,7 @@ mod tests {
     #[tokio::test]
     async fn connections_the_node_closed_are_let_go() {
         let (node, accepted) = fake_node(1, Duration::ZERO).await;
-        let upstream = Upstream::new(Duration::from_secs(1));
+        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
         for _ in 0..20 {
             let response = upstream.send(&node, request()).await.unwrap();
             assert_eq!(body(response).await, "ok");
@@ -330,7 +333,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_not_written_on_a_dead_connection_goes_out_on_another() {
         let (node, accepted) = fake_node(usize::MAX, Duration::ZERO).await;
-        let upstream = Upstream::new(Duration::from_secs(1));
+        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
         let (near, far) = tokio::io::duplex(4096);
         let (sender, connection) = http1::handshake(hyper_util::rt::TokioIo::new(near))
             .await
