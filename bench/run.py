@@ -2,11 +2,13 @@
 """Benchmark the photosrv router beside nginx and HAProxy, in one run, on this machine.
 
 Four nginx WebDAV nodes (2 shards x 2 replicas, from examples/nginx-storage.conf) hold a data
-set of 4 KiB, 256 KiB and 4 MiB objects. In front of them, one at a time: photosrv (random and
-multihead), nginx (`hash $request_uri consistent`, keepalive upstreams), HAProxy (`balance uri`,
-`hash-type consistent`), and direct access to one node as the ceiling. Each proxy gets the same
-CPU budget (1 worker thread pinned to CPU 1 with taskset, then 2 threads), the same wrk load (a
-Lua script rotating over the keys, fixed connections) and N runs, of which the median counts.
+set of 4 KiB, 256 KiB and 4 MiB objects. In front of them: photosrv (random and multihead),
+nginx (`hash $request_uri consistent`, keepalive upstreams), HAProxy (`balance uri`,
+`hash-type consistent`), and direct access to one node as the ceiling, all running, measured
+one at a time in rounds (each round measures every proxy once, so the machine's drift hits all
+alike). Each proxy gets the same CPU budget (1 worker thread pinned to CPU 1 with taskset, then
+2 threads), the same wrk load (a Lua script rotating over the keys, fixed connections) and N
+runs, of which the median counts.
 
 Every object is stored on all four nodes, so every proxy's placement finds it: nginx and
 HAProxy hash differently from photosrv, and a 404 would not be a fair comparison.
@@ -442,19 +444,27 @@ def main():
         nodes = start_nodes(procs, work, nginx)
         keys = store_dataset(work, nodes, args.sizes.split(","))
         for threads in [int(t) for t in args.threads.split(",")]:
-            for proxy in args.proxies.split(","):
-                proc, port = start_proxy(procs, work, proxy, threads, nodes, nginx, haproxy, photosrv)
-                try:
-                    for size in args.sizes.split(","):
-                        script = wrk_script(work, size, keys[size])
-                        runs = [measure(proc, port, script, args.duration, args.connections) for _ in range(args.runs)]
-                        row = dict(median_run(runs), proxy=proxy, size=size, threads=threads, runs=runs)
+            # Every proxy runs for the whole budget (idle ones cost nothing), and each round
+            # measures each of them once: the machine's drift hits all of them alike.
+            started = []
+            try:
+                for proxy in args.proxies.split(","):
+                    started.append((proxy, *start_proxy(procs, work, proxy, threads, nodes, nginx, haproxy, photosrv)))
+                for size in args.sizes.split(","):
+                    script = wrk_script(work, size, keys[size])
+                    runs = {proxy: [] for proxy, _, _ in started}
+                    for _ in range(args.runs):
+                        for proxy, proc, port in started:
+                            runs[proxy].append(measure(proc, port, script, args.duration, args.connections))
+                    for proxy, _, _ in started:
+                        row = dict(median_run(runs[proxy]), proxy=proxy, size=size, threads=threads, runs=runs[proxy])
                         if row["non_2xx"]:
                             print(f"WARNING: {proxy} {size}: {row['non_2xx']} non-2xx responses: this row is not a result", file=sys.stderr)
                         results.append(row)
                         print(f"threads={threads} {size:>5} {proxy:<19} {row['rps']:>10,.0f} req/s  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  "
                               f"cpu/10k {row['cpu_s_per_10k']}  rss {row['rss_mib']} MiB  non-2xx {row['non_2xx']}", flush=True)
-                finally:
+            finally:
+                for _, proc, _ in started:
                     if proc:
                         procs.stop(proc)
     finally:
