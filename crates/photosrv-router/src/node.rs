@@ -24,8 +24,13 @@ pub struct Node {
     /// The `Host` header to send.
     pub host_header: HeaderValue,
     metrics: OnceLock<NodeMetrics>,
-    /// Keep-alive connections to it; kept across reloads with the node.
+    /// Keep-alive connections to it for GETs; kept across reloads with the node.
     pub(crate) pool: ConnectionPool,
+    /// And for HEADs (multi-HEAD probes above all). They never carry a body, so they keep
+    /// hyper's smallest read buffer instead of growing one for the next GET: with HEADs to
+    /// every replica of every request, sharing connections doubled the number holding a
+    /// large buffer (docs/benchmarks.md, "Where the memory goes").
+    pub(crate) head_pool: ConnectionPool,
     /// Until when (ms since `epoch`) the node is ejected; 0 when healthy.
     ejected_until_ms: AtomicU64,
     epoch: Instant,
@@ -51,6 +56,7 @@ impl Node {
             host_header,
             metrics: OnceLock::new(),
             pool: ConnectionPool::default(),
+            head_pool: ConnectionPool::default(),
             ejected_until_ms: AtomicU64::new(0),
             epoch,
         }

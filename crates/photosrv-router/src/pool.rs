@@ -13,7 +13,7 @@
 
 use crate::node::Node;
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -149,14 +149,19 @@ impl Upstream {
         node: &Node,
         mut request: Request<Empty<Bytes>>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        let pool = if request.method() == Method::HEAD {
+            &node.head_pool
+        } else {
+            &node.pool
+        };
         loop {
-            let (mut sender, reused) = match node.pool.take_ready(Instant::now()) {
+            let (mut sender, reused) = match pool.take_ready(Instant::now()) {
                 Some(sender) => (sender, true),
                 None => (self.connect(node).await?, false),
             };
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    node.pool.keep(sender, Instant::now());
+                    pool.keep(sender, Instant::now());
                     return Ok(response);
                 }
                 Err(mut error) => match error.take_message() {
@@ -208,7 +213,7 @@ mod tests {
     }
 
     /// A node that answers `answers` requests on each connection, then closes it without a
-    /// word; it sends each body `body_delay` after the head. Counts the connections it
+    /// word; it sends each body (none to a HEAD) `body_delay` after the head. Counts the connections it
     /// accepted.
     async fn fake_node(
         answers: usize,
@@ -235,6 +240,9 @@ mod tests {
                         let head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n";
                         if stream.write_all(head).await.is_err() {
                             return;
+                        }
+                        if seen.starts_with(b"HEAD ") {
+                            continue;
                         }
                         tokio::time::sleep(body_delay).await;
                         if stream.write_all(b"ok").await.is_err() {
@@ -282,6 +290,22 @@ mod tests {
             assert_eq!(body(response).await, "ok");
         }
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn heads_and_gets_go_on_connections_of_their_own() {
+        let (node, accepted) = fake_node(usize::MAX, Duration::ZERO).await;
+        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
+        for _ in 0..3 {
+            let mut head = request();
+            *head.method_mut() = Method::HEAD;
+            let response = upstream.send(&node, head).await.unwrap();
+            drop(response);
+            let response = upstream.send(&node, request()).await.unwrap();
+            assert_eq!(body(response).await, "ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!((node.head_pool.len(), node.pool.len()), (1, 1));
     }
 
     /// Idle connections past their time are closed, also those below the one a request
