@@ -4,7 +4,8 @@
 //! hyper-util's pooled client did this job first. Its checkout and return hash the pool key
 //! (SipHash over scheme and authority) and run through several futures on every request:
 //! 16% of the router's user-space instructions per 4 KiB request (docs/benchmarks.md). Here
-//! each [`Node`] owns its connections, so finding one is a scan of a short list.
+//! each [`Node`] owns its connections (one list for GETs, one for HEADs), so finding one is
+//! a scan of a short list.
 //!
 //! What hyper-util's pool did that this keeps: a request that meets a kept connection the
 //! node has just closed goes out again on another one (hyper hands back a request it did not
@@ -213,8 +214,8 @@ mod tests {
     }
 
     /// A node that answers `answers` requests on each connection, then closes it without a
-    /// word; it sends each body (none to a HEAD) `body_delay` after the head. Counts the connections it
-    /// accepted.
+    /// word; it sends each body (none to a HEAD) `body_delay` after the head. Counts the
+    /// connections it accepted.
     async fn fake_node(
         answers: usize,
         body_delay: Duration,
