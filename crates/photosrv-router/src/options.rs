@@ -124,17 +124,19 @@ mod tests {
 
     #[test]
     fn upstream_buffer_defaults_to_128_kib_and_never_goes_below_hyper_minimum() {
-        let parse = |setting: &str| {
+        let config = |setting: &str| {
             let text = format!("<photosrv>\n{setting}\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n");
-            let config = Config::parse(std::path::Path::new("/p.cfg"), text.as_bytes()).unwrap();
-            RouterOptions::resolve(&config, Settings::default()).upstream_buffer_bytes
+            Config::parse(std::path::Path::new("/p.cfg"), text.as_bytes())
+        };
+        let parse = |setting: &str| {
+            RouterOptions::resolve(&config(setting).unwrap(), Settings::default())
+                .upstream_buffer_bytes
         };
         assert_eq!(parse(""), 128 * 1024);
         assert_eq!(parse("upstream_buffer_bytes 65536"), 64 * 1024);
         // hyper panics on a buffer under 8 KiB.
         assert_eq!(parse("upstream_buffer_bytes 100"), 8192);
-        let text = "<photosrv>\nupstream_buffer_bytes lots\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n";
-        let error = Config::parse(std::path::Path::new("/p.cfg"), text.as_bytes()).unwrap_err();
+        let error = config("upstream_buffer_bytes lots").unwrap_err();
         assert!(error.to_string().contains("/p.cfg:2:23"), "{error}");
     }
 }
