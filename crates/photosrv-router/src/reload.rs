@@ -172,7 +172,7 @@ impl Router {
     pub fn spawn_reloader(&self) -> ReloaderHandle {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            if event.is_ok_and(|event| may_change_content(&event.kind)) {
                 let _ = tx.send(());
             }
         });
@@ -219,6 +219,18 @@ impl Router {
             }
         });
         ReloaderHandle { task }
+    }
+}
+
+/// Whether a file event can mean new content. Opening or reading a file cannot, and the
+/// reloader reads the files it watches: reacting to its own reads re-read the config about
+/// 20 times a second, forever. A close after writing does count: it ends an in-place save.
+fn may_change_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
     }
 }
 

@@ -265,3 +265,38 @@ async fn health_and_introspection_endpoints() {
         serde_json::json!(["shard2"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_does_not_reread_files_on_its_own_reads() {
+    use notify::event::{AccessKind, EventKind};
+    use notify::Watcher as _;
+    let router = RouterBuilder::new(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://127.0.0.1:1\n</shards>\n</dc1>\n</photosrv>\n",
+    )
+    .roster("n 127.0.0.1:1\n")
+    // The poll must not read within the test's second.
+    .settings(|s| s.reload_poll_ms = Some(60_000))
+    .start()
+    .await
+    .unwrap();
+    // Let the reloader's first check pass.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            let _ = tx.send(event);
+        }
+    })
+    .unwrap();
+    watcher
+        .watch(router.dir.path(), notify::RecursiveMode::NonRecursive)
+        .unwrap();
+    // Someone reads the config (a backup, a `cat`): not a change.
+    std::fs::read(router.config_path()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    let opens = rx
+        .try_iter()
+        .filter(|e| matches!(e.kind, EventKind::Access(AccessKind::Open(_))))
+        .count();
+    assert_eq!(opens, 1, "only the test's own read opened a file");
+}
