@@ -82,6 +82,9 @@ impl Reloader {
         let mut files: Vec<&Path> = vec![&self.config_path];
         files.extend(self.roster_path.as_deref());
         files.extend(self.files.iter().map(PathBuf::as_path));
+        // The main files are among those read, too: read each once.
+        let mut seen = HashSet::new();
+        files.retain(|file| seen.insert(*file));
         for file in files {
             file.hash(&mut hasher);
             match std::fs::read(file) {
