@@ -78,14 +78,16 @@ def descendants(pid):
 
 
 def cpu_seconds(pids):
-    total = 0
+    """(user, kernel) CPU seconds of the processes."""
+    user = kernel = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
+            user += int(fields[11])  # utime
+            kernel += int(fields[12])  # stime
         except OSError:
             pass
-    return total / CLK_TCK
+    return user / CLK_TCK, kernel / CLK_TCK
 
 
 def peak_rss_mib(pids):
@@ -356,10 +358,13 @@ def measure(proc, port, script, duration, connections):
     pids = descendants(proc.pid) if proc else []
     # Warm up pools and caches, then measure.
     run_wrk(port, script, 2, connections)
-    before = cpu_seconds(pids)
+    user_before, kernel_before = cpu_seconds(pids)
     result = run_wrk(port, script, duration, connections)
-    used = cpu_seconds(pids) - before
-    result["cpu_s_per_10k"] = used / result["requests"] * 10000 if proc and result["requests"] else None
+    user_after, kernel_after = cpu_seconds(pids)
+    per_10k = lambda used: used / result["requests"] * 10000 if proc and result["requests"] else None
+    result["cpu_s_per_10k"] = per_10k(user_after - user_before + kernel_after - kernel_before)
+    # The kernel's share is mostly loopback TCP, which costs every proxy alike.
+    result["kernel_cpu_s_per_10k"] = per_10k(kernel_after - kernel_before)
     result["rss_mib"] = peak_rss_mib(pids) if proc else None
     return result
 
@@ -396,8 +401,8 @@ def chart(results, path, threads):
 
 
 def table(results):
-    lines = ["| threads | size | server | req/s | p50 ms | p99 ms | CPU s / 10k req | peak RSS MiB | x nginx | x HAProxy | non-2xx |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| threads | size | server | req/s | p50 ms | p99 ms | CPU s / 10k req | of which kernel | peak RSS MiB | x nginx | x HAProxy | non-2xx |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         nginx_name = "nginx-storage" if r["proxy"] in STORAGE_SERVERS else "nginx"
         ref = {p: next((x["rps"] for x in results if x["proxy"] == name and x["size"] == r["size"] and x["threads"] == r["threads"]), None)
@@ -405,7 +410,7 @@ def table(results):
         ratio = lambda p: f"{r['rps'] / ref[p]:.2f}" if ref[p] else "-"
         fmt = lambda v, f="{:.2f}": f.format(v) if v is not None else "-"
         lines.append(f"| {r['threads']} | {r['size']} | {r['proxy']} | {r['rps']:,.0f} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
-                     f"{fmt(r['cpu_s_per_10k'], '{:.3f}')} | {fmt(r['rss_mib'], '{:.1f}')} | {ratio('nginx')} | {ratio('haproxy')} | {r['non_2xx']} |")
+                     f"{fmt(r['cpu_s_per_10k'], '{:.3f}')} | {fmt(r.get('kernel_cpu_s_per_10k'), '{:.3f}')} | {fmt(r['rss_mib'], '{:.1f}')} | {ratio('nginx')} | {ratio('haproxy')} | {r['non_2xx']} |")
     return "\n".join(lines)
 
 
@@ -462,7 +467,7 @@ def main():
                             print(f"WARNING: {proxy} {size}: {row['non_2xx']} non-2xx responses: this row is not a result", file=sys.stderr)
                         results.append(row)
                         print(f"threads={threads} {size:>5} {proxy:<19} {row['rps']:>10,.0f} req/s  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  "
-                              f"cpu/10k {row['cpu_s_per_10k']}  rss {row['rss_mib']} MiB  non-2xx {row['non_2xx']}", flush=True)
+                              f"cpu/10k {row['cpu_s_per_10k']} (kernel {row['kernel_cpu_s_per_10k']})  rss {row['rss_mib']} MiB  non-2xx {row['non_2xx']}", flush=True)
             finally:
                 for _, proc, _ in started:
                     if proc:
