@@ -180,7 +180,7 @@ async fn demo(args: DemoArgs) -> ExitCode {
         }
     }
     drop(table);
-    let _reloader = router.spawn_reloader();
+    let reloader = router.spawn_reloader();
     tasks.push(tokio::spawn(photosrv_router::serve(
         listener,
         router.clone(),
@@ -205,6 +205,7 @@ async fn demo(args: DemoArgs) -> ExitCode {
     for task in tasks {
         let _ = task.await;
     }
+    reloader.stop().await;
     let path = dir.path().to_path_buf();
     if let Err(e) = dir.close() {
         return fail(format!("cannot remove {}: {e}", path.display()));

@@ -242,6 +242,15 @@ pub struct ReloaderHandle {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl ReloaderHandle {
+    /// Stops the reloader and waits until its file watches are gone, e.g. before removing
+    /// the directory they watch (which would make removing them fail, with a log line).
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
 impl Drop for ReloaderHandle {
     fn drop(&mut self) {
         self.task.abort();
