@@ -150,14 +150,21 @@ async fn sigterm_under_load_loses_no_request() {
     eprintln!("{ok} requests served, none lost, across SIGTERM");
     assert!(ok >= 50, "only {ok} requests were served before the stop");
     let log = log.lock().unwrap();
-    let access = log
+    let access: Vec<serde_json::Value> = log
         .iter()
         .filter(|l| l.contains("\"target\":\"photosrv::access\""))
-        .count();
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(
-        access >= ok as usize,
-        "one access line per request: {access} lines for {ok} requests"
+        access.len() >= ok as usize,
+        "one access line per request: {} lines for {ok} requests",
+        access.len()
     );
+    // Numbers, not strings, for log pipelines.
+    for line in access.iter().filter(|l| l["status"] == 200) {
+        assert_eq!(line["bytes"], PAYLOAD.len(), "{line}");
+        assert!(line["ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{line}");
+    }
     assert!(log.iter().any(|l| l.contains("SIGTERM")), "{log:?}");
 }
 

@@ -253,15 +253,16 @@ impl Router {
         }
         let node_url = node.as_ref().map_or("", |n| n.addr.url.as_str());
         let shard = shard.map_or("", |s| s.name.as_str());
+        // Numbers, for log pipelines; no bytes field when the length is not known ahead.
         let bytes = response
             .headers()
             .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let ms = started.elapsed().as_micros() as f64 / 1000.0;
         tracing::info!(
             target: "photosrv::access",
             %client, %method, path = %target, status = status.as_u16(), shard, node = node_url,
-            bytes, ms = started.elapsed().as_secs_f64() * 1000.0, attempts,
+            bytes, ms, attempts,
         );
         if status == StatusCode::NOT_FOUND && node.is_some() {
             // The Go photosrv's "Not found" line, which existing log pipelines parse.
