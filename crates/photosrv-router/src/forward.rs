@@ -2,6 +2,7 @@
 
 use crate::node::Node;
 use crate::pool::UpstreamError;
+use crate::probe::probe_request;
 use crate::Router;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -178,6 +179,23 @@ pub(crate) enum Outcome {
     Failed { attempts: u32, all_timeouts: bool },
 }
 
+/// What a node answered: a response to forward, or a probe's status.
+trait Answer {
+    fn status(&self) -> StatusCode;
+}
+
+impl Answer for Response<Incoming> {
+    fn status(&self) -> StatusCode {
+        Response::status(self)
+    }
+}
+
+impl Answer for StatusCode {
+    fn status(&self) -> StatusCode {
+        *self
+    }
+}
+
 /// The nodes of a group in the order to try them: random, recently failed ones last.
 fn order(group: &[Arc<Node>]) -> Vec<Arc<Node>> {
     let mut nodes = group.to_vec();
@@ -232,12 +250,12 @@ impl Router {
 
     /// Records the outcome of a request to `node` (latency, failures, ejection) and says
     /// whether it can be used.
-    fn settle(
+    fn settle<A: Answer>(
         &self,
         node: &Node,
         started: Instant,
-        result: Result<Result<Response<Incoming>, UpstreamError>, tokio::time::error::Elapsed>,
-    ) -> Result<Response<Incoming>, Failure> {
+        result: Result<Result<A, UpstreamError>, tokio::time::error::Elapsed>,
+    ) -> Result<A, Failure> {
         let inner = &self.inner;
         let metrics = node.metrics(&inner.metrics);
         let failure = match result {
@@ -267,31 +285,37 @@ impl Router {
     }
 
     /// HEADs every node of `group` at once; the first 2xx/3xx wins. The race stops waiting
-    /// for the others at once, but lets them finish in the background: dropping a request
-    /// mid-flight would close its pooled connection, and a HEAD is cheap to complete. The
+    /// for the others at once, but lets them finish in the background: dropping a probe
+    /// mid-flight would close its connection, and a HEAD is cheap to complete. The
     /// probes run inside this future, and only those still running when it ends move to a
     /// task of their own: one spawn per race at most, none when every probe answered.
-    /// Returns the winner's index and response, and whether every node said 404.
+    /// Returns the winner's index, and whether every node said 404.
     async fn race(
         &self,
         group: &[Arc<Node>],
         path_and_query: &str,
         forwarding: &Forwarding<'_>,
-    ) -> (Option<(usize, Response<Incoming>)>, bool) {
+    ) -> (Option<usize>, bool) {
         let inner = &self.inner;
         inner.metrics.multihead_races.inc();
         let mut probes = FuturesUnordered::new();
         for (i, node) in group.iter().enumerate() {
-            let Some(request) =
-                self.upstream_request(&Method::HEAD, node, path_and_query, forwarding)
-            else {
+            let target = match node.addr.base_path.as_str() {
+                "" => std::borrow::Cow::Borrowed(path_and_query),
+                base => std::borrow::Cow::Owned(format!("{base}{path_and_query}")),
+            };
+            let Some(request) = probe_request(
+                &target,
+                &node.host_header,
+                forwarding.forwarded_for.as_ref(),
+            ) else {
                 continue;
             };
             let (upstream, node) = (inner.upstream.clone(), node.clone());
             let limit = inner.options.upstream_timeout;
             probes.push(async move {
                 let started = Instant::now();
-                let result = tokio::time::timeout(limit, upstream.send(&node, request)).await;
+                let result = tokio::time::timeout(limit, upstream.probe(&node, &request)).await;
                 (i, started, result)
             });
         }
@@ -302,8 +326,8 @@ impl Router {
             tokio::select! {
                 next = probes.next() => match next {
                     Some((i, started, result)) => match self.settle(&group[i], started, result) {
-                        Ok(response) if response.status().as_u16() < 400 => break (Some((i, response)), false),
-                        Ok(response) => not_found += usize::from(response.status() == StatusCode::NOT_FOUND),
+                        Ok(status) if status.as_u16() < 400 => break (Some(i), false),
+                        Ok(status) => not_found += usize::from(status == StatusCode::NOT_FOUND),
                         Err(_) => {}
                     },
                     None => break (None, not_found == group.len()),
@@ -335,15 +359,10 @@ impl Router {
             let has_next_group = g + 1 < groups.len();
             let mut nodes = order(group);
             if multihead && group.len() > 1 {
+                // A client's HEAD, too, goes to the winner as a request of its own: the probe
+                // read only the status.
                 match self.race(group, path_and_query, forwarding).await {
-                    (Some((winner, response)), _) => {
-                        if *method == Method::HEAD {
-                            return Outcome::Response {
-                                response,
-                                node: group[winner].clone(),
-                                attempts: attempts + 1,
-                            };
-                        }
+                    (Some(winner), _) => {
                         let winner = group[winner].clone();
                         nodes.retain(|n| !Arc::ptr_eq(n, &winner));
                         nodes.insert(0, winner);

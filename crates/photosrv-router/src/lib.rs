@@ -19,12 +19,15 @@
 //! ```
 
 mod admin;
+#[cfg(test)]
+mod fake_node;
 mod forward;
 pub mod metrics;
 mod migration;
 mod node;
 mod options;
 mod pool;
+mod probe;
 mod reload;
 mod router;
 mod server;

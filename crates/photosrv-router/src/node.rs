@@ -2,6 +2,7 @@
 
 use crate::metrics::{Metrics, NodeMetrics};
 use crate::pool::ConnectionPool;
+use crate::probe::ProbePool;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 use photosrv_config::NodeAddr;
@@ -26,11 +27,10 @@ pub struct Node {
     metrics: OnceLock<NodeMetrics>,
     /// Keep-alive connections to it for GETs; kept across reloads with the node.
     pub(crate) pool: ConnectionPool,
-    /// And for HEADs (multi-HEAD probes above all). They never carry a body, so they keep
-    /// hyper's smallest read buffer instead of growing one for the next GET: with HEADs to
-    /// every replica of every request, sharing connections doubled the number holding a
-    /// large buffer (docs/benchmarks.md, "Where the memory goes").
-    pub(crate) head_pool: ConnectionPool,
+    /// And for multi-HEAD probes, apart: they hold no read buffer while idle, and sharing
+    /// connections with GETs doubled the number holding a large one (docs/benchmarks.md,
+    /// "Where the memory goes").
+    pub(crate) probes: ProbePool,
     /// Until when (ms since `epoch`) the node is ejected; 0 when healthy.
     ejected_until_ms: AtomicU64,
     epoch: Instant,
@@ -56,7 +56,7 @@ impl Node {
             host_header,
             metrics: OnceLock::new(),
             pool: ConnectionPool::default(),
-            head_pool: ConnectionPool::default(),
+            probes: ProbePool::default(),
             ejected_until_ms: AtomicU64::new(0),
             epoch,
         }

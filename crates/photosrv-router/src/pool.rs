@@ -4,8 +4,8 @@
 //! hyper-util's pooled client did this job first. Its checkout and return hash the pool key
 //! (SipHash over scheme and authority) and run through several futures on every request:
 //! 16% of the router's user-space instructions per 4 KiB request (docs/benchmarks.md). Here
-//! each [`Node`] owns its connections (one list for GETs, one for HEADs), so finding one is
-//! a scan of a short list.
+//! each [`Node`] owns its connections, so finding one is a scan of a short list. (Multi-HEAD
+//! probes do not come here: they have connections of their own, see `probe.rs`.)
 //!
 //! What hyper-util's pool did that this keeps: a request that meets a kept connection the
 //! node has just closed goes out again on another one (hyper hands back a request it did not
@@ -14,13 +14,15 @@
 
 use crate::node::Node;
 use bytes::Bytes;
-use http::{Method, Request, Response, Uri};
+use http::{Request, Response, Uri};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 use tower_service::Service as _;
 
 /// A connection's request side; its I/O runs in a task of its own.
@@ -31,10 +33,10 @@ pub(crate) type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Connections kept per node, busy and idle together: as many as the router has requests in
 /// flight to that node, up to this.
-const MAX_KEPT: usize = 256;
+pub(crate) const MAX_KEPT: usize = 256;
 
 /// A connection unused for this long is closed rather than reused.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often a pool looks through all its connections for expired and closed ones.
 /// Finding a connection stops at the first ready one, so without this the connections a
@@ -150,11 +152,7 @@ impl Upstream {
         node: &Node,
         mut request: Request<Empty<Bytes>>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let pool = if request.method() == Method::HEAD {
-            &node.head_pool
-        } else {
-            &node.pool
-        };
+        let pool = &node.pool;
         loop {
             let (mut sender, reused) = match pool.take_ready(Instant::now()) {
                 Some(sender) => (sender, true),
@@ -175,7 +173,8 @@ impl Upstream {
         }
     }
 
-    async fn connect(&self, node: &Node) -> Result<Sender, UpstreamError> {
+    /// A new TCP connection to `node` (resolved, within the connect timeout, no Nagle).
+    pub(crate) async fn connect_tcp(&self, node: &Node) -> Result<TcpStream, UpstreamError> {
         let uri = Uri::builder()
             .scheme(node.scheme.clone())
             .authority(node.authority.clone())
@@ -183,7 +182,11 @@ impl Upstream {
             .build()?;
         let mut connector = self.connector.clone();
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
-        let io = connector.call(uri).await?;
+        Ok(connector.call(uri).await?.into_inner())
+    }
+
+    async fn connect(&self, node: &Node) -> Result<Sender, UpstreamError> {
+        let io = TokioIo::new(self.connect_tcp(node).await?);
         let (sender, connection) = http1::Builder::new()
             .max_buf_size(self.read_buffer)
             .handshake(io)
@@ -201,8 +204,7 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use photosrv_config::NodeAddr;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use crate::fake_node::{FakeNode, Script};
 
     fn request() -> Request<Empty<Bytes>> {
         let mut request = Request::new(Empty::new());
@@ -213,49 +215,15 @@ mod tests {
         request
     }
 
-    /// A node that answers `answers` requests on each connection, then closes it without a
-    /// word; it sends each body (none to a HEAD) `body_delay` after the head. Counts the
-    /// connections it accepted.
-    async fn fake_node(
-        answers: usize,
-        body_delay: Duration,
-    ) -> (Node, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = accepted.clone();
-        tokio::spawn(async move {
-            loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
-                    for _ in 0..answers {
-                        let mut seen = Vec::new();
-                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match stream.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => seen.extend_from_slice(&buf[..n]),
-                            }
-                        }
-                        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n";
-                        if stream.write_all(head).await.is_err() {
-                            return;
-                        }
-                        if seen.starts_with(b"HEAD ") {
-                            continue;
-                        }
-                        tokio::time::sleep(body_delay).await;
-                        if stream.write_all(b"ok").await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        let url = format!("http://{addr}");
-        let node_addr = NodeAddr::parse(&url).unwrap();
-        (Node::new(node_addr, Instant::now()), accepted)
+    /// A node answering 200 "ok", closing each connection after `answers` requests, each
+    /// body sent `body_delay` after its head.
+    async fn fake_node(answers: usize, body_delay: Duration) -> FakeNode {
+        FakeNode::start(Script {
+            answers,
+            body_delay,
+            ..Script::default()
+        })
+        .await
     }
 
     async fn body(response: Response<Incoming>) -> Bytes {
@@ -265,60 +233,47 @@ mod tests {
 
     #[tokio::test]
     async fn reuses_a_connection_once_its_body_is_read() {
-        let (node, accepted) = fake_node(usize::MAX, Duration::ZERO).await;
+        let fake = fake_node(usize::MAX, Duration::ZERO).await;
+        let node = &fake.node;
         let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
         for _ in 0..5 {
-            let response = upstream.send(&node, request()).await.unwrap();
+            let response = upstream.send(node, request()).await.unwrap();
             assert_eq!(body(response).await, "ok");
         }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(fake.accepted(), 1);
         assert_eq!(node.pool.len(), 1);
     }
 
     #[tokio::test]
     async fn a_busy_connection_is_not_shared() {
-        let (node, accepted) = fake_node(usize::MAX, Duration::from_millis(200)).await;
+        let fake = fake_node(usize::MAX, Duration::from_millis(200)).await;
+        let node = &fake.node;
         let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
         // The first body has not arrived yet: its connection is busy.
-        let first = upstream.send(&node, request()).await.unwrap();
-        let second = upstream.send(&node, request()).await.unwrap();
+        let first = upstream.send(node, request()).await.unwrap();
+        let second = upstream.send(node, request()).await.unwrap();
         assert_eq!(body(first).await, "ok");
         assert_eq!(body(second).await, "ok");
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(fake.accepted(), 2);
         // Both are free again: the next two requests open nothing new.
         for _ in 0..2 {
-            let response = upstream.send(&node, request()).await.unwrap();
+            let response = upstream.send(node, request()).await.unwrap();
             assert_eq!(body(response).await, "ok");
         }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
-    }
-
-    #[tokio::test]
-    async fn heads_and_gets_go_on_connections_of_their_own() {
-        let (node, accepted) = fake_node(usize::MAX, Duration::ZERO).await;
-        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
-        for _ in 0..3 {
-            let mut head = request();
-            *head.method_mut() = Method::HEAD;
-            let response = upstream.send(&node, head).await.unwrap();
-            drop(response);
-            let response = upstream.send(&node, request()).await.unwrap();
-            assert_eq!(body(response).await, "ok");
-        }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
-        assert_eq!((node.head_pool.len(), node.pool.len()), (1, 1));
+        assert_eq!(fake.accepted(), 2);
     }
 
     /// Idle connections past their time are closed, also those below the one a request
     /// takes: after a burst, the extra connections (and their read buffers) go.
     #[tokio::test]
     async fn idle_connections_expire() {
-        let (node, _) = fake_node(usize::MAX, Duration::ZERO).await;
+        let fake = fake_node(usize::MAX, Duration::ZERO).await;
+        let node = &fake.node;
         let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
         let start = Instant::now();
         let mut senders = Vec::new();
         for _ in 0..3 {
-            let mut sender = upstream.connect(&node).await.unwrap();
+            let mut sender = upstream.connect(node).await.unwrap();
             sender.ready().await.unwrap();
             senders.push(sender);
         }
@@ -332,7 +287,7 @@ mod tests {
         assert!(node.pool.take_ready(now).is_some());
         assert_eq!(node.pool.len(), 0, "the two expired connections were kept");
         // Nothing ready is left to reuse once everything has expired.
-        let mut sender = upstream.connect(&node).await.unwrap();
+        let mut sender = upstream.connect(node).await.unwrap();
         sender.ready().await.unwrap();
         node.pool.keep(sender, start);
         assert!(node.pool.take_ready(now).is_none());
@@ -343,13 +298,14 @@ mod tests {
     /// keep-alive limit: no request fails for it, and the closed connections are let go.
     #[tokio::test]
     async fn connections_the_node_closed_are_let_go() {
-        let (node, accepted) = fake_node(1, Duration::ZERO).await;
+        let fake = fake_node(1, Duration::ZERO).await;
+        let node = &fake.node;
         let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
         for _ in 0..20 {
-            let response = upstream.send(&node, request()).await.unwrap();
+            let response = upstream.send(node, request()).await.unwrap();
             assert_eq!(body(response).await, "ok");
         }
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 20);
+        assert_eq!(fake.accepted(), 20);
         assert!(node.pool.len() <= 1, "{} kept", node.pool.len());
     }
 
@@ -357,7 +313,8 @@ mod tests {
     /// not written there, hyper hands it back, and it goes out on a new connection.
     #[tokio::test]
     async fn a_request_not_written_on_a_dead_connection_goes_out_on_another() {
-        let (node, accepted) = fake_node(usize::MAX, Duration::ZERO).await;
+        let fake = fake_node(usize::MAX, Duration::ZERO).await;
+        let node = &fake.node;
         let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
         let (near, far) = tokio::io::duplex(4096);
         let (sender, connection) = http1::handshake(hyper_util::rt::TokioIo::new(near))
@@ -368,8 +325,8 @@ mod tests {
         assert!(sender.is_ready());
         node.pool.keep(sender, Instant::now());
         drop(far);
-        let response = upstream.send(&node, request()).await.unwrap();
+        let response = upstream.send(node, request()).await.unwrap();
         assert_eq!(body(response).await, "ok");
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(fake.accepted(), 1);
     }
 }
