@@ -368,6 +368,32 @@ mod tests {
         assert_eq!(fake.node.probes.len(), 0);
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever a node sends before closing, a probe ends (no panic, no wait past the
+        /// close) and finds a status only in a complete head.
+        #[test]
+        fn any_answer_ends_the_probe(
+            status_line in proptest::prop_oneof![
+                proptest::strategy::Just(&b""[..]),
+                proptest::strategy::Just(&b"HTTP/1.1 200 OK\r\n"[..]),
+                proptest::strategy::Just(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]),
+            ],
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            let answer: &'static [u8] = Box::leak([status_line, &rest].concat().into_boxed_slice());
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let result = runtime.block_on(async {
+                let fake = FakeNode::start(Script { answers: 1, head: answer, ..Script::default() }).await;
+                tokio::time::timeout(Duration::from_secs(5), probe(&fake)).await
+            });
+            let result = result.expect("the probe outlived the node's close");
+            if result.is_ok() {
+                proptest::prop_assert!(answer.windows(4).any(|w| w == b"\r\n\r\n"));
+            }
+        }
+    }
+
     #[test]
     fn targets_that_would_break_the_request_line_are_refused() {
         let host = HeaderValue::from_static("node:80");
