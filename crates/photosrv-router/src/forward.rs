@@ -12,6 +12,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use rand::seq::SliceRandom;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -204,6 +205,14 @@ fn order(group: &[Arc<Node>]) -> Vec<Arc<Node>> {
     nodes
 }
 
+/// The request target at `node`: its base path (from the config URL), then the request's.
+fn upstream_target<'p>(node: &Node, path_and_query: &'p str) -> Cow<'p, str> {
+    match node.addr.base_path.as_str() {
+        "" => Cow::Borrowed(path_and_query),
+        base => Cow::Owned(format!("{base}{path_and_query}")),
+    }
+}
+
 impl Router {
     fn upstream_request(
         &self,
@@ -212,13 +221,11 @@ impl Router {
         path_and_query: &str,
         forwarding: &Forwarding<'_>,
     ) -> Option<Request<Empty<Bytes>>> {
-        let path_and_query = match node.addr.base_path.as_str() {
-            "" => {
-                PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path_and_query.as_bytes()))
-            }
-            base => PathAndQuery::from_maybe_shared(Bytes::from(format!("{base}{path_and_query}"))),
-        }
-        .ok()?;
+        let target = match upstream_target(node, path_and_query) {
+            Cow::Borrowed(target) => Bytes::copy_from_slice(target.as_bytes()),
+            Cow::Owned(target) => Bytes::from(target),
+        };
+        let path_and_query = PathAndQuery::from_maybe_shared(target).ok()?;
         // Origin form: the connection already goes to the node, and Host names it.
         let uri = Uri::from(path_and_query);
         let mut request = Request::new(Empty::new());
@@ -300,12 +307,8 @@ impl Router {
         inner.metrics.multihead_races.inc();
         let mut probes = FuturesUnordered::new();
         for (i, node) in group.iter().enumerate() {
-            let target = match node.addr.base_path.as_str() {
-                "" => std::borrow::Cow::Borrowed(path_and_query),
-                base => std::borrow::Cow::Owned(format!("{base}{path_and_query}")),
-            };
             let Some(request) = probe_request(
-                &target,
+                &upstream_target(node, path_and_query),
                 &node.host_header,
                 forwarding.forwarded_for.as_ref(),
             ) else {
