@@ -8,6 +8,7 @@
 
 mod support;
 
+use photosrv_config::ReplicaMode;
 use photosrv_router::MigrationState;
 use photosrv_testkit::{nginx_or_skip, Fault, FaultyNode, NginxNode, RouterBuilder};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +26,8 @@ fn size(i: usize) -> usize {
     2000 + i * 301
 }
 
+/// Random mode, then multihead (whose probes take their own path to the nodes), one after
+/// the other: two suites at once would starve each other of the machine's two cores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_never_serves_a_wrong_byte() {
     let Some(nginx) = nginx_or_skip("chaos_never_serves_a_wrong_byte") else {
@@ -34,9 +37,15 @@ async fn chaos_never_serves_a_wrong_byte() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
+    for mode in [ReplicaMode::Random, ReplicaMode::Multihead] {
+        chaos(&nginx, mode, secs).await;
+    }
+}
+
+async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, secs: u64) {
     // Two shards of three nginx replicas; every object on every node, so any ring and any
     // migration state finds it.
-    let mut nodes: Vec<NginxNode> = (0..6).map(|_| NginxNode::start(&nginx).unwrap()).collect();
+    let mut nodes: Vec<NginxNode> = (0..6).map(|_| NginxNode::start(nginx).unwrap()).collect();
     for node in &nodes {
         for i in 0..KEYS {
             node.seed(&key(i), &body_for(&key(i), size(i))).unwrap();
@@ -81,6 +90,7 @@ async fn chaos_never_serves_a_wrong_byte() {
     };
     let router = RouterBuilder::new(config.clone())
         .roster(roster_of(&[]))
+        .mode(mode)
         .settings(|s| {
             s.upstream_timeout_ms = Some(400);
             s.migration_key = Some("k".into());
@@ -219,16 +229,16 @@ async fn chaos_never_serves_a_wrong_byte() {
         failed.load(Ordering::Relaxed),
     );
     eprintln!(
-        "chaos: {actions} actions, {served} requests served right, {wrong} wrong, {failed} failed"
+        "chaos, {mode:?}: {actions} actions, {served} requests served right, {wrong} wrong, {failed} failed"
     );
-    assert_eq!(wrong, 0, "wrong bodies served");
+    assert_eq!(wrong, 0, "{mode:?}: wrong bodies served");
     assert_eq!(
         failed,
         0,
-        "failed while a healthy replica existed: {:?}",
+        "{mode:?}: failed while a healthy replica existed: {:?}",
         failures.lock().unwrap().iter().take(5).collect::<Vec<_>>()
     );
-    assert!(served > 100, "only {served} requests in {secs} s");
+    assert!(served > 100, "{mode:?}: only {served} requests in {secs} s");
 
     // No healthy replica left in shard2 (its three nginx down, the 500 node remains): 502.
     // shard1 keeps the slow node and the hanging one.
@@ -247,7 +257,7 @@ async fn chaos_never_serves_a_wrong_byte() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 502);
+    assert_eq!(r.status(), 502, "{mode:?}");
     // The roster lists none of shard2's nodes: 503.
     std::fs::write(router.roster_path(), roster_of(&[3, 4, 5, 7])).unwrap();
     router.router.reload(false).unwrap();
@@ -256,7 +266,7 @@ async fn chaos_never_serves_a_wrong_byte() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503);
+    assert_eq!(r.status(), 503, "{mode:?}");
     // Only a hanging node left for shard1: 504.
     std::fs::write(router.roster_path(), roster_of(&[0, 1, 2, 8])).unwrap();
     router.router.reload(false).unwrap();
@@ -269,5 +279,5 @@ async fn chaos_never_serves_a_wrong_byte() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 504);
+    assert_eq!(r.status(), 504, "{mode:?}");
 }
