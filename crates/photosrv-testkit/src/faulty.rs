@@ -1,6 +1,8 @@
 //! Nodes that misbehave on purpose, for failover tests.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -23,6 +25,7 @@ pub enum Fault {
 pub struct FaultyNode {
     /// Where it listens.
     pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -31,13 +34,21 @@ impl FaultyNode {
     pub async fn start(fault: Fault) -> std::io::Result<FaultyNode> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
         let task = tokio::spawn(async move {
-            let mut held = Vec::new();
             while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::Relaxed);
                 let fault = fault.clone();
                 match fault {
-                    // Keep the socket open and unread.
-                    Fault::Hang => held.push(stream),
+                    // Read what comes, never answer, close when the peer does: holding every
+                    // socket instead would run a long test out of descriptors.
+                    Fault::Hang => {
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; 4096];
+                            while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+                        });
+                    }
                     Fault::Fail500 | Fault::Slow(..) | Fault::SlowFiles(..) => {
                         tokio::spawn(async move {
                             let mut buf = vec![0u8; 16 * 1024];
@@ -89,12 +100,21 @@ impl FaultyNode {
                 }
             }
         });
-        Ok(FaultyNode { addr, task })
+        Ok(FaultyNode {
+            addr,
+            accepted,
+            task,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 
