@@ -291,12 +291,17 @@ impl Router {
         Err(failure)
     }
 
-    /// HEADs every node of `group` at once; the first 2xx/3xx wins. The race stops waiting
-    /// for the others at once, but lets them finish in the background: dropping a probe
-    /// mid-flight would close its connection, and a HEAD is cheap to complete. The
-    /// probes run inside this future, and only those still running when it ends move to a
-    /// task of their own: one spawn per race at most, none when every probe answered.
-    /// Returns the winner's index, and whether every node said 404.
+    /// HEADs the nodes of `group` at once; the first 2xx/3xx wins. Nodes that failed
+    /// lately are left out while another can answer. A probe gets the head timeout, no
+    /// more: one that has not answered by then cannot win, and a node that accepts but
+    /// never answers would otherwise hold a connection from every race for the whole
+    /// upstream timeout. The race stops waiting for the others at once, but lets them
+    /// finish in the background (within their time): dropping a probe mid-flight would
+    /// close its connection, and a HEAD is cheap to complete; their outcomes count as any
+    /// other, so a node whose probe failed is ejected. The probes run inside this future,
+    /// and only those still running when it ends move to a task of their own: one spawn per
+    /// race at most, none when every probe answered.
+    /// Returns the winner's index, and whether every node probed said 404.
     async fn race(
         &self,
         group: &[Arc<Node>],
@@ -305,8 +310,12 @@ impl Router {
     ) -> (Option<usize>, bool) {
         let inner = &self.inner;
         inner.metrics.multihead_races.inc();
+        let skip_ejected = group.iter().any(|node| !node.is_ejected());
         let mut probes = FuturesUnordered::new();
         for (i, node) in group.iter().enumerate() {
+            if skip_ejected && node.is_ejected() {
+                continue;
+            }
             let Some(request) = probe_request(
                 &upstream_target(node, path_and_query),
                 &node.host_header,
@@ -315,13 +324,14 @@ impl Router {
                 continue;
             };
             let (upstream, node) = (inner.upstream.clone(), node.clone());
-            let limit = inner.options.upstream_timeout;
+            let limit = inner.options.head_timeout;
             probes.push(async move {
                 let started = Instant::now();
                 let result = tokio::time::timeout(limit, upstream.probe(&node, &request)).await;
                 (i, started, result)
             });
         }
+        let probed = probes.len();
         let mut not_found = 0;
         let deadline = tokio::time::sleep(inner.options.head_timeout);
         tokio::pin!(deadline);
@@ -333,7 +343,7 @@ impl Router {
                         Ok(status) => not_found += usize::from(status == StatusCode::NOT_FOUND),
                         Err(_) => {}
                     },
-                    None => break (None, not_found == group.len()),
+                    None => break (None, probed > 0 && not_found == probed),
                 },
                 () = &mut deadline => {
                     inner.metrics.multihead_timeouts.inc();
@@ -342,7 +352,12 @@ impl Router {
             }
         };
         if !probes.is_empty() {
-            tokio::spawn(async move { while probes.next().await.is_some() {} });
+            let (router, group) = (self.clone(), group.to_vec());
+            tokio::spawn(async move {
+                while let Some((i, started, result)) = probes.next().await {
+                    let _ = router.settle(&group[i], started, result);
+                }
+            });
         }
         outcome
     }

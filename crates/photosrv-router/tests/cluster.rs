@@ -175,6 +175,61 @@ async fn hanging_node_costs_at_most_the_timeout_and_statuses_are_honest() {
     assert_eq!(response.status(), 502);
 }
 
+/// A replica that accepts and never answers must not collect a connection from every
+/// multi-HEAD race (each would wait out the upstream timeout, 15 s by default: at a thousand
+/// requests a second the router would run out of descriptors). Its probes give up at the
+/// head timeout, which ejects it: it is then left out of races while the other replica
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_replica_costs_multihead_few_connections() {
+    let hang = FaultyNode::start(Fault::Hang).await.unwrap();
+    let good = FaultyNode::start(Fault::Slow(Duration::ZERO, b"hello"))
+        .await
+        .unwrap();
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {} {}\n</shards>\n</dc1>\n</photosrv>\n",
+        hang.url(),
+        good.url()
+    );
+    let router = RouterBuilder::new(config)
+        .mode(ReplicaMode::Multihead)
+        .settings(|s| {
+            s.head_timeout_ms = Some(100);
+            s.upstream_timeout_ms = Some(10_000);
+        })
+        .start()
+        .await
+        .unwrap();
+    let http = client();
+    let get_all = |n: usize| {
+        let (http, url) = (http.clone(), format!("{}/a.jpg", router.url()));
+        async move {
+            for _ in 0..n {
+                let response = http.get(&url).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                assert_eq!(response.bytes().await.unwrap(), "hello");
+            }
+        }
+    };
+    let started = Instant::now();
+    // Races within the first probe's head timeout each open a connection to it.
+    get_all(20).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let opened = hang.accepted();
+    assert!(opened >= 1, "the hanging node was never probed");
+    // Its probes have timed out: ejected, it gets no probe (and no connection) for 2 s.
+    get_all(40).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the test outlived the ejection"
+    );
+    assert_eq!(
+        hang.accepted(),
+        opened,
+        "connections opened to an ejected hanging node"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_timeouts_give_504_and_no_live_node_gives_503() {
     let hang = FaultyNode::start(Fault::Hang).await.unwrap();
