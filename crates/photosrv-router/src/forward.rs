@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The body of every response the router sends: a node's, streamed, or a short one of ours.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -197,11 +197,20 @@ impl Answer for StatusCode {
     }
 }
 
-/// The nodes of a group in the order to try them: random, recently failed ones last.
-fn order(group: &[Arc<Node>]) -> Vec<Arc<Node>> {
+/// The nodes of a group in the order to try them: random, recently failed ones last. The
+/// first is the race's `winner` if there is one, else one that may take a request first
+/// ([`Node::take_first`], for up to `lease`) if there is one.
+fn order(group: &[Arc<Node>], winner: Option<&Arc<Node>>, lease: Duration) -> Vec<Arc<Node>> {
     let mut nodes = group.to_vec();
     nodes.shuffle(&mut rand::thread_rng());
     nodes.sort_by_key(|n| n.is_ejected());
+    let first = match winner {
+        Some(winner) => nodes.iter().position(|n| Arc::ptr_eq(n, winner)),
+        None => nodes.iter().position(|n| n.take_first(lease)),
+    };
+    if let Some(first) = first {
+        nodes[..=first].rotate_right(1);
+    }
     nodes
 }
 
@@ -310,10 +319,11 @@ impl Router {
     ) -> (Option<usize>, bool) {
         let inner = &self.inner;
         inner.metrics.multihead_races.inc();
+        let limit = inner.options.head_timeout;
         let skip_ejected = group.iter().any(|node| !node.is_ejected());
         let mut probes = FuturesUnordered::new();
         for (i, node) in group.iter().enumerate() {
-            if skip_ejected && node.is_ejected() {
+            if skip_ejected && !node.take_first(limit) {
                 continue;
             }
             let Some(request) = probe_request(
@@ -324,7 +334,6 @@ impl Router {
                 continue;
             };
             let (upstream, node) = (inner.upstream.clone(), node.clone());
-            let limit = inner.options.head_timeout;
             probes.push(async move {
                 let started = Instant::now();
                 let result = tokio::time::timeout(limit, upstream.probe(&node, &request)).await;
@@ -375,20 +384,17 @@ impl Router {
         let multihead = self.inner.options.mode == photosrv_config::ReplicaMode::Multihead;
         for (g, group) in groups.iter().enumerate() {
             let has_next_group = g + 1 < groups.len();
-            let mut nodes = order(group);
+            let mut winner = None;
             if multihead && group.len() > 1 {
                 // A client's HEAD, too, goes to the winner as a request of its own: the probe
                 // read only the status.
                 match self.race(group, path_and_query, forwarding).await {
-                    (Some(winner), _) => {
-                        let winner = group[winner].clone();
-                        nodes.retain(|n| !Arc::ptr_eq(n, &winner));
-                        nodes.insert(0, winner);
-                    }
+                    (Some(i), _) => winner = Some(&group[i]),
                     (None, true) if has_next_group => continue,
                     (None, _) => {}
                 }
             }
+            let nodes = order(group, winner, self.inner.options.upstream_timeout);
             for node in nodes {
                 attempts += 1;
                 if attempts > 1 {

@@ -77,6 +77,30 @@ impl Node {
         until != 0 && until > self.now_ms()
     }
 
+    /// Whether a request may go to the node first: it has not failed since its last good
+    /// answer, or its ejection has run out and this caller gets the one trial request that
+    /// decides whether it is back. Until that trial ends (or `lease` passes) the node
+    /// counts as ejected for everyone else. Without this, every request that picked a node
+    /// whose ejection had run out waited on it: with a node that never answers, half of a
+    /// two-replica shard's requests for a whole upstream timeout.
+    pub fn take_first(&self, lease: Duration) -> bool {
+        let until = self.ejected_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        let now = self.now_ms();
+        until <= now
+            && self
+                .ejected_until_ms
+                .compare_exchange(
+                    until,
+                    now + lease.as_millis() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
     /// Records a connect failure or a timeout.
     pub fn eject(&self) {
         let until = self.now_ms() + EJECTION.as_millis() as u64;

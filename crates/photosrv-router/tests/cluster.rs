@@ -230,6 +230,59 @@ async fn a_hanging_replica_costs_multihead_few_connections() {
     );
 }
 
+/// When a node's ejection runs out, one request tries it again, not every request that
+/// picks it: with a node that never answers, those would each wait out the upstream
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_ejection_one_request_tries_the_node_again() {
+    let hang = FaultyNode::start(Fault::Hang).await.unwrap();
+    let good = FaultyNode::start(Fault::Slow(Duration::ZERO, b"hello"))
+        .await
+        .unwrap();
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {} {}\n</shards>\n</dc1>\n</photosrv>\n",
+        hang.url(),
+        good.url()
+    );
+    let router = RouterBuilder::new(config)
+        .settings(|s| s.upstream_timeout_ms = Some(300))
+        .start()
+        .await
+        .unwrap();
+    let http = client();
+    let url = format!("{}/a.jpg", router.url());
+    // Until a request has met the hanging node (and failed over): it is ejected.
+    while hang.accepted() == 0 {
+        let response = http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // The ejection (2 s) runs out; then 20 requests at once.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let before = hang.accepted();
+    let requests: Vec<_> = (0..20)
+        .map(|_| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let response = http.get(&url).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                assert_eq!(response.bytes().await.unwrap(), "hello");
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut waited = 0;
+    for request in requests {
+        waited += usize::from(request.await.unwrap() >= Duration::from_millis(250));
+    }
+    assert!(
+        hang.accepted() - before <= 1,
+        "{} requests tried the node",
+        hang.accepted() - before
+    );
+    assert!(waited <= 1, "{waited} requests waited out the timeout");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_timeouts_give_504_and_no_live_node_gives_503() {
     let hang = FaultyNode::start(Fault::Hang).await.unwrap();
