@@ -175,13 +175,9 @@ async fn hanging_node_costs_at_most_the_timeout_and_statuses_are_honest() {
     assert_eq!(response.status(), 502);
 }
 
-/// A replica that accepts and never answers must not collect a connection from every
-/// multi-HEAD race (each would wait out the upstream timeout, 15 s by default: at a thousand
-/// requests a second the router would run out of descriptors). Its probes give up at the
-/// head timeout, which ejects it: it is then left out of races while the other replica
-/// answers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_replica_costs_multihead_few_connections() {
+/// One shard of two replicas: one that accepts and never answers, one that answers "hello"
+/// at once. Keep both alive while the router runs.
+async fn hanging_and_good_replica() -> (FaultyNode, FaultyNode, String) {
     let hang = FaultyNode::start(Fault::Hang).await.unwrap();
     let good = FaultyNode::start(Fault::Slow(Duration::ZERO, b"hello"))
         .await
@@ -191,6 +187,17 @@ async fn a_hanging_replica_costs_multihead_few_connections() {
         hang.url(),
         good.url()
     );
+    (hang, good, config)
+}
+
+/// A replica that accepts and never answers must not collect a connection from every
+/// multi-HEAD race (each would wait out the upstream timeout, 15 s by default: at a thousand
+/// requests a second the router would run out of descriptors). Its probes give up at the
+/// head timeout, which ejects it: it is then left out of races while the other replica
+/// answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_replica_costs_multihead_few_connections() {
+    let (hang, _good, config) = hanging_and_good_replica().await;
     let router = RouterBuilder::new(config)
         .mode(ReplicaMode::Multihead)
         .settings(|s| {
@@ -235,15 +242,7 @@ async fn a_hanging_replica_costs_multihead_few_connections() {
 /// timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_ejection_one_request_tries_the_node_again() {
-    let hang = FaultyNode::start(Fault::Hang).await.unwrap();
-    let good = FaultyNode::start(Fault::Slow(Duration::ZERO, b"hello"))
-        .await
-        .unwrap();
-    let config = format!(
-        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {} {}\n</shards>\n</dc1>\n</photosrv>\n",
-        hang.url(),
-        good.url()
-    );
+    let (hang, _good, config) = hanging_and_good_replica().await;
     let router = RouterBuilder::new(config)
         .settings(|s| s.upstream_timeout_ms = Some(300))
         .start()
