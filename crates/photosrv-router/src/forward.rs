@@ -341,7 +341,7 @@ impl Router {
             });
         }
         let probed = probes.len();
-        let mut not_found = 0;
+        let (mut not_found, mut timed_out) = (0, false);
         let deadline = tokio::time::sleep(inner.options.head_timeout);
         tokio::pin!(deadline);
         let outcome = loop {
@@ -350,9 +350,16 @@ impl Router {
                     Some((i, started, result)) => match self.settle(&group[i], started, result) {
                         Ok(status) if status.as_u16() < 400 => break (Some(i), false),
                         Ok(status) => not_found += usize::from(status == StatusCode::NOT_FOUND),
-                        Err(_) => {}
+                        Err(failure) => timed_out |= failure == Failure::Timeout,
                     },
-                    None => break (None, probed > 0 && not_found == probed),
+                    None => {
+                        // The probes' time and the race's run out together: either may
+                        // end the race.
+                        if timed_out {
+                            inner.metrics.multihead_timeouts.inc();
+                        }
+                        break (None, probed > 0 && not_found == probed);
+                    }
                 },
                 () = &mut deadline => {
                     inner.metrics.multihead_timeouts.inc();

@@ -237,6 +237,48 @@ async fn a_hanging_replica_costs_multihead_few_connections() {
     );
 }
 
+/// A race in which no replica answers in time counts once in MultiHeadTimeout, whether
+/// the race's deadline or its probes' own timeouts end it (they run out together).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_race_that_runs_out_of_time_is_counted() {
+    let (a, b) = (
+        FaultyNode::start(Fault::Hang).await.unwrap(),
+        FaultyNode::start(Fault::Hang).await.unwrap(),
+    );
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {} {}\n</shards>\n</dc1>\n</photosrv>\n",
+        a.url(),
+        b.url()
+    );
+    let router = RouterBuilder::new(config)
+        .mode(ReplicaMode::Multihead)
+        .settings(|s| {
+            s.head_timeout_ms = Some(30);
+            s.upstream_timeout_ms = Some(60);
+        })
+        .start()
+        .await
+        .unwrap();
+    let http = client();
+    for _ in 0..6 {
+        let response = http
+            .get(format!("{}/a.jpg", router.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 504);
+    }
+    let vars: serde_json::Value = http
+        .get(format!("{}/debug/vars", router.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(vars["MultiHeadTimeout"], 6);
+}
+
 /// When a node's ejection runs out, one request tries it again, not every request that
 /// picks it: with a node that never answers, those would each wait out the upstream
 /// timeout.
