@@ -5,7 +5,7 @@ mod support;
 
 use photosrv_config::ReplicaMode;
 use photosrv_router::MigrationState;
-use photosrv_testkit::{Fault, FaultyNode, RouterBuilder};
+use photosrv_testkit::{Fault, FaultyNode, RouterBuilder, RouterHandle};
 use std::time::{Duration, Instant};
 use support::{body_for, client, cluster_with_router, eventually, raw_exchange, Cluster};
 
@@ -182,12 +182,30 @@ async fn hanging_and_good_replica() -> (FaultyNode, FaultyNode, String) {
     let good = FaultyNode::start(Fault::Slow(Duration::ZERO, b"hello"))
         .await
         .unwrap();
-    let config = format!(
-        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {} {}\n</shards>\n</dc1>\n</photosrv>\n",
-        hang.url(),
-        good.url()
-    );
+    let config = one_shard(&hang, &good);
     (hang, good, config)
+}
+
+/// A config of one shard over two nodes.
+fn one_shard(a: &FaultyNode, b: &FaultyNode) -> String {
+    format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {} {}\n</shards>\n</dc1>\n</photosrv>\n",
+        a.url(),
+        b.url()
+    )
+}
+
+/// A multihead router over `config` with these timeouts.
+async fn multihead_router(config: String, head_ms: u64, upstream_ms: u64) -> RouterHandle {
+    RouterBuilder::new(config)
+        .mode(ReplicaMode::Multihead)
+        .settings(|s| {
+            s.head_timeout_ms = Some(head_ms);
+            s.upstream_timeout_ms = Some(upstream_ms);
+        })
+        .start()
+        .await
+        .unwrap()
 }
 
 /// A replica that accepts and never answers must not collect a connection from every
@@ -198,15 +216,7 @@ async fn hanging_and_good_replica() -> (FaultyNode, FaultyNode, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_replica_costs_multihead_few_connections() {
     let (hang, _good, config) = hanging_and_good_replica().await;
-    let router = RouterBuilder::new(config)
-        .mode(ReplicaMode::Multihead)
-        .settings(|s| {
-            s.head_timeout_ms = Some(100);
-            s.upstream_timeout_ms = Some(10_000);
-        })
-        .start()
-        .await
-        .unwrap();
+    let router = multihead_router(config, 100, 10_000).await;
     let http = client();
     let get_all = |n: usize| {
         let (http, url) = (http.clone(), format!("{}/a.jpg", router.url()));
@@ -245,20 +255,7 @@ async fn every_race_that_runs_out_of_time_is_counted() {
         FaultyNode::start(Fault::Hang).await.unwrap(),
         FaultyNode::start(Fault::Hang).await.unwrap(),
     );
-    let config = format!(
-        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {} {}\n</shards>\n</dc1>\n</photosrv>\n",
-        a.url(),
-        b.url()
-    );
-    let router = RouterBuilder::new(config)
-        .mode(ReplicaMode::Multihead)
-        .settings(|s| {
-            s.head_timeout_ms = Some(30);
-            s.upstream_timeout_ms = Some(60);
-        })
-        .start()
-        .await
-        .unwrap();
+    let router = multihead_router(one_shard(&a, &b), 30, 60).await;
     let http = client();
     for _ in 0..6 {
         let response = http
