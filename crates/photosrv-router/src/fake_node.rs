@@ -14,10 +14,9 @@ pub(crate) struct Script {
     pub answers: usize,
     /// The response head (with any interim responses before it).
     pub head: &'static [u8],
-    /// The body, sent `body_delay` after the head; none to a HEAD unless `body_to_head`.
+    /// The body, sent `body_delay` after the head; none to a HEAD.
     pub body: &'static [u8],
     pub body_delay: Duration,
-    pub body_to_head: bool,
 }
 
 impl Default for Script {
@@ -27,7 +26,6 @@ impl Default for Script {
             head: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n",
             body: b"ok",
             body_delay: Duration::ZERO,
-            body_to_head: false,
         }
     }
 }
@@ -66,7 +64,7 @@ impl FakeNode {
                         if stream.write_all(script.head).await.is_err() {
                             return;
                         }
-                        if head_request && !script.body_to_head {
+                        if head_request {
                             continue;
                         }
                         tokio::time::sleep(script.body_delay).await;

@@ -106,7 +106,8 @@ fn ip_header_value(ip: IpAddr) -> HeaderValue {
     }
 }
 
-static VIA: HeaderValue = HeaderValue::from_static("1.1 photosrv");
+/// What the router adds to Via, both ways.
+pub(crate) static VIA: HeaderValue = HeaderValue::from_static("1.1 photosrv");
 
 /// What every attempt of one request sends besides the client's own headers; computed
 /// once per request.

@@ -8,6 +8,7 @@
 //! built once per race and parses the answer with httparse (hyper's own parser), on the
 //! request's task.
 
+use crate::forward::VIA;
 use crate::node::Node;
 use crate::pool::{Upstream, UpstreamError, IDLE_TIMEOUT, MAX_KEPT};
 use http::{HeaderValue, StatusCode};
@@ -117,7 +118,9 @@ pub(crate) fn probe_request(
         head.extend_from_slice(b"\r\nx-forwarded-for: ");
         head.extend_from_slice(value.as_bytes());
     }
-    head.extend_from_slice(b"\r\nvia: 1.1 photosrv\r\n\r\n");
+    head.extend_from_slice(b"\r\nvia: ");
+    head.extend_from_slice(VIA.as_bytes());
+    head.extend_from_slice(b"\r\n\r\n");
     Some(head)
 }
 

@@ -213,9 +213,7 @@ impl Router {
                 } => {
                     let (mut parts, body) = response.into_parts();
                     forward::strip_hop_by_hop(&mut parts.headers);
-                    parts
-                        .headers
-                        .append(header::VIA, HeaderValue::from_static("1.1 photosrv"));
+                    parts.headers.append(header::VIA, forward::VIA.clone());
                     (
                         Response::from_parts(parts, Either::Left(body)),
                         Some(route.shard),
