@@ -160,10 +160,12 @@ pub fn routing_key(target: &[u8], rewriter: &Rewriter) -> Result<Vec<u8>, PathEr
     if path.windows(2).any(|w| w == b"/.") {
         return Err(PathError::DotSegment);
     }
-    match path.strip_prefix(b"/") {
-        Some(key) if !key.is_empty() => Ok(key.to_vec()),
-        _ => Err(PathError::Empty),
+    if path.len() < 2 || path[0] != b'/' {
+        return Err(PathError::Empty);
     }
+    // In place: one allocation fewer per request than copying the rest out.
+    path.remove(0);
+    Ok(path)
 }
 
 /// Percent-encodes a key for use in an upstream URL path: unreserved characters, `/` and
