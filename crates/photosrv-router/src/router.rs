@@ -139,7 +139,10 @@ impl Router {
         request: Request<hyper::body::Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
-        let started = Instant::now();
+        // The access line's clock and fields cost about 440 instructions a request (1% of a
+        // proxied 4 KiB GET, callgrind): skipped when the line is filtered out.
+        let started =
+            tracing::enabled!(target: "photosrv::access", tracing::Level::INFO).then(Instant::now);
         self.inner.go_requests.fetch_add(1, Ordering::Relaxed);
         let method = request.method().clone();
         let method_label = match method {
@@ -196,7 +199,7 @@ impl Router {
                     );
                 }
             };
-            let mut path_and_query = route.upstream_path.clone();
+            let mut path_and_query = route.upstream_path;
             if let Some(query) = request.uri().query() {
                 path_and_query.push('?');
                 path_and_query.push_str(query);
@@ -249,19 +252,21 @@ impl Router {
                 &self.inner.metrics.no_shard,
             ),
         }
-        let node_url = node.as_ref().map_or("", |n| n.addr.url.as_str());
-        let shard = shard.map_or("", |s| s.name.as_str());
-        // Numbers, for log pipelines; no bytes field when the length is not known ahead.
-        let bytes = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        let ms = started.elapsed().as_micros() as f64 / 1000.0;
-        tracing::info!(
-            target: "photosrv::access",
-            %client, %method, path = %target, status = status.as_u16(), shard, node = node_url,
-            bytes, ms, attempts,
-        );
+        if let Some(started) = started {
+            let node_url = node.as_ref().map_or("", |n| n.addr.url.as_str());
+            let shard = shard.map_or("", |s| s.name.as_str());
+            // Numbers, for log pipelines; no bytes field when the length is not known ahead.
+            let bytes = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            let ms = started.elapsed().as_micros() as f64 / 1000.0;
+            tracing::info!(
+                target: "photosrv::access",
+                %client, %method, path = %target, status = status.as_u16(), shard, node = node_url,
+                bytes, ms, attempts,
+            );
+        }
         if status == StatusCode::NOT_FOUND && node.is_some() {
             // The Go photosrv's "Not found" line, which existing log pipelines parse.
             let header = |name: header::HeaderName| {
