@@ -325,7 +325,7 @@ def wrk_script(work, size_name, keys):
     keyfile.write_text("\n".join(keys) + "\n")
     script = work / f"rotate-{size_name}.lua"
     # The requests are formatted once, in init: formatting one per request in Lua cost wrk
-    # about a third of its CPU, on the core it shares with the nodes.
+    # about a tenth of its CPU, on the core it shares with the nodes.
     script.write_text(f"""local requests = {{}}
 local i = 0
 init = function(args)
@@ -382,7 +382,7 @@ def measure(proc, port, script, duration, connections, harness_pids=()):
     per_10k = lambda used: used / result["requests"] * 10000 if result["requests"] else None
     proxy_used = user_after - user_before + kernel_after - kernel_before
     result["cpu_s_per_10k"] = per_10k(proxy_used) if proc else None
-    # The kernel's share is mostly loopback TCP, which costs every proxy alike.
+    # The kernel's share: mostly loopback TCP.
     result["kernel_cpu_s_per_10k"] = per_10k(kernel_after - kernel_before) if proc else None
     # On loopback a send runs the receiver's TCP stack, and an ACK that opens a window sends
     # what the peer had queued: which process pays depends on timing, not on the work. The
@@ -486,7 +486,7 @@ def main():
                     for _ in range(args.runs):
                         for proxy, proc, port in started:
                             runs[proxy].append(measure(proc, port, script, args.duration, args.connections,
-                                                       [n["pid"] for n in nodes if "pid" in n]))
+                                                       [n["pid"] for n in nodes]))
                     for proxy, _, _ in started:
                         row = dict(median_run(runs[proxy]), proxy=proxy, size=size, threads=threads, runs=runs[proxy])
                         if row["non_2xx"]:
