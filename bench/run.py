@@ -376,7 +376,9 @@ def measure(proc, port, script, duration, connections, harness_pids=()):
     run_wrk(port, script, 2, connections)
     user_before, kernel_before = cpu_seconds(pids)
     harness_before, wrk_before = sum(cpu_seconds(list(harness_pids))), children_cpu_seconds()
+    started = time.monotonic()
     result = run_wrk(port, script, duration, connections)
+    wall = time.monotonic() - started
     user_after, kernel_after = cpu_seconds(pids)
     harness_after, wrk_after = sum(cpu_seconds(list(harness_pids))), children_cpu_seconds()
     per_10k = lambda used: used / result["requests"] * 10000 if result["requests"] else None
@@ -387,8 +389,13 @@ def measure(proc, port, script, duration, connections, harness_pids=()):
     # On loopback a send runs the receiver's TCP stack, and an ACK that opens a window sends
     # what the peer had queued: which process pays depends on timing, not on the work. The
     # whole machine's CPU (proxy, nodes and wrk) per request is the cost that does not move.
-    result["machine_cpu_s_per_10k"] = per_10k(
-        proxy_used + harness_after - harness_before + wrk_after - wrk_before) if harness_pids else None
+    rest_used = harness_after - harness_before + wrk_after - wrk_before
+    result["machine_cpu_s_per_10k"] = per_10k(proxy_used + rest_used) if harness_pids else None
+    # How busy each side was, in percent of one core. With one thread the proxy has CPU 1 and
+    # the nodes and wrk have CPU 0: the side near 100% is what capped the run, and a proxy
+    # well below it was waiting for the others, so its req/s is the harness's, not its own.
+    result["proxy_busy_pct"] = 100 * proxy_used / wall if proc else None
+    result["rest_busy_pct"] = 100 * rest_used / wall if harness_pids else None
     result["rss_mib"] = peak_rss_mib(pids) if proc else None
     return result
 
@@ -425,8 +432,8 @@ def chart(results, path, threads):
 
 
 def table(results):
-    lines = ["| threads | size | server | req/s | p50 ms | p99 ms | CPU s / 10k req | of which kernel | machine CPU s / 10k | peak RSS MiB | x nginx | x HAProxy | non-2xx |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| threads | size | server | req/s | p50 ms | p99 ms | CPU s / 10k req | of which kernel | machine CPU s / 10k | busy % proxy / rest | peak RSS MiB | x nginx | x HAProxy | non-2xx |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         nginx_name = "nginx-storage" if r["proxy"] in STORAGE_SERVERS else "nginx"
         ref = {p: next((x["rps"] for x in results if x["proxy"] == name and x["size"] == r["size"] and x["threads"] == r["threads"]), None)
@@ -435,7 +442,8 @@ def table(results):
         fmt = lambda v, f="{:.2f}": f.format(v) if v is not None else "-"
         lines.append(f"| {r['threads']} | {r['size']} | {r['proxy']} | {r['rps']:,.0f} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
                      f"{fmt(r['cpu_s_per_10k'], '{:.3f}')} | {fmt(r.get('kernel_cpu_s_per_10k'), '{:.3f}')} | "
-                     f"{fmt(r.get('machine_cpu_s_per_10k'), '{:.3f}')} | {fmt(r['rss_mib'], '{:.1f}')} | {ratio('nginx')} | {ratio('haproxy')} | {r['non_2xx']} |")
+                     f"{fmt(r.get('machine_cpu_s_per_10k'), '{:.3f}')} | {fmt(r.get('proxy_busy_pct'), '{:.0f}')} / {fmt(r.get('rest_busy_pct'), '{:.0f}')} | "
+                     f"{fmt(r['rss_mib'], '{:.1f}')} | {ratio('nginx')} | {ratio('haproxy')} | {r['non_2xx']} |")
     return "\n".join(lines)
 
 
@@ -493,7 +501,7 @@ def main():
                             print(f"WARNING: {proxy} {size}: {row['non_2xx']} non-2xx responses: this row is not a result", file=sys.stderr)
                         results.append(row)
                         print(f"threads={threads} {size:>5} {proxy:<19} {row['rps']:>10,.0f} req/s  p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  "
-                              f"cpu/10k {row['cpu_s_per_10k']} (kernel {row['kernel_cpu_s_per_10k']}, machine {row['machine_cpu_s_per_10k']})  rss {row['rss_mib']} MiB  non-2xx {row['non_2xx']}", flush=True)
+                              f"cpu/10k {row['cpu_s_per_10k']} (kernel {row['kernel_cpu_s_per_10k']}, machine {row['machine_cpu_s_per_10k']})  busy {row['proxy_busy_pct']} / {row['rest_busy_pct']} %  rss {row['rss_mib']} MiB  non-2xx {row['non_2xx']}", flush=True)
             finally:
                 for _, proc, _ in started:
                     if proc:
