@@ -119,19 +119,16 @@ pub fn stop_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// The tokio runtime for `threads` workers (default: one per core). One thread gets the
-/// current-thread scheduler, which skips the work-stealing bookkeeping: about 10% less CPU
-/// per request (docs/benchmarks.md).
+/// The tokio runtime for `threads` workers (default: one per core). One thread also gets the
+/// multi-thread scheduler rather than the current-thread one: measured, 8-13% more 4 MiB
+/// requests through the router, 12% more 1 MiB requests from the storage node, the same at
+/// 4 KiB (docs/benchmarks.md). Likely why: its LIFO slot runs a woken task next, so a chunk
+/// read from a node is written to the client before other streams push it out of the cache.
 fn build_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = match threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(n.max(1));
-            builder
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
-    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        builder.worker_threads(threads.max(1));
+    }
     builder.enable_all().build()
 }
 
