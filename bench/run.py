@@ -391,6 +391,8 @@ def measure(proc, port, script, duration, connections, harness_pids=()):
     # whole machine's CPU (proxy, nodes and wrk) per request is the cost that does not move.
     rest_used = harness_after - harness_before + wrk_after - wrk_before
     result["machine_cpu_s_per_10k"] = per_10k(proxy_used + rest_used) if harness_pids else None
+    result["nodes_cpu_s_per_10k"] = per_10k(harness_after - harness_before) if harness_pids else None
+    result["wrk_cpu_s_per_10k"] = per_10k(wrk_after - wrk_before)
     # How busy each side was, in percent of one core. With one thread the proxy has CPU 1 and
     # the nodes and wrk have CPU 0: the side near 100% is what capped the run, and a proxy
     # well below it was waiting for the others, so its req/s is the harness's, not its own.

@@ -119,11 +119,10 @@ pub fn stop_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// The tokio runtime for `threads` workers (default: one per core). One thread also gets the
-/// multi-thread scheduler rather than the current-thread one: measured, 8-13% more 4 MiB
-/// requests through the router, 12% more 1 MiB requests from the storage node, the same at
-/// 4 KiB (docs/benchmarks.md). Likely why: its LIFO slot runs a woken task next, so a chunk
-/// read from a node is written to the client before other streams push it out of the cache.
+/// The tokio runtime for `threads` workers (default: one per core), always the multi-thread
+/// scheduler: with one thread it served 8-13% more 4 MiB requests than the current-thread one
+/// (likely its LIFO slot: the client's task writes a chunk right after it was read), and as
+/// many at 4 KiB (docs/benchmarks.md, "Sixth session").
 fn build_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = threads {
