@@ -645,15 +645,21 @@ mod tests {
         byte_range(&headers, len, "\"e\"", "date")
     }
 
-    /// Exact bytes from any offset; a file shorter than asked for is an error, not a
-    /// buffer with stale memory at its end.
-    #[test]
-    fn reads_exactly_what_was_asked() {
+    /// A file of CHUNK + 5 bytes counting 0..=255 over and over, opened, and its content.
+    fn file_of_a_chunk_and_five() -> (tempfile::TempDir, std::fs::File, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let content: Vec<u8> = (0..=255).cycle().take(CHUNK + 5).collect();
         std::fs::write(&path, &content).unwrap();
         let file = std::fs::File::open(&path).unwrap();
+        (dir, file, content)
+    }
+
+    /// Exact bytes from any offset; a file shorter than asked for is an error, not a
+    /// buffer with stale memory at its end.
+    #[test]
+    fn reads_exactly_what_was_asked() {
+        let (_dir, file, content) = file_of_a_chunk_and_five();
         assert_eq!(read_at(&file, CHUNK, 5).unwrap(), content[5..]);
         assert_eq!(read_at(&file, 3, 254).unwrap(), [254, 255, 0]);
         assert!(read_at(&file, 0, 0).unwrap().is_empty());
@@ -665,11 +671,7 @@ mod tests {
     /// system cannot say (then it is remembered). Past the end: never a short buffer.
     #[test]
     fn cached_reads_are_exact_or_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let content: Vec<u8> = (0..=255).cycle().take(CHUNK + 5).collect();
-        std::fs::write(&path, &content).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
+        let (_dir, file, content) = file_of_a_chunk_and_five();
         match read_cached(&file, CHUNK, 5) {
             Some(read) => assert_eq!(read, content[5..]),
             None => assert!(NOWAIT_UNSUPPORTED.load(Ordering::Relaxed)),
