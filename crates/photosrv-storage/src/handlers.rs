@@ -212,8 +212,8 @@ fn describe(file: std::fs::File) -> std::io::Result<Option<Opened>> {
 }
 
 /// `len` bytes of `file` from `offset`, by pread (no seek) into a buffer that is not zeroed
-/// first, as the read overwrites it anyway: 1-10% less CPU per 1 MiB request
-/// (docs/benchmarks.md, "Sixth session"). A file that ends early is an error.
+/// first, as the read overwrites it anyway (1-10% less CPU per 1 MiB request when every
+/// chunk was read this way; docs/benchmarks.md). A file that ends early is an error.
 fn read_at(file: &std::fs::File, len: usize, offset: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(len);
     while buf.len() < len {
@@ -245,6 +245,7 @@ fn read_cached(file: &std::fs::File, len: usize, offset: u64) -> Option<Vec<u8>>
     if NOWAIT_UNSUPPORTED.load(Ordering::Relaxed) {
         return None;
     }
+    // Zeroed, unlike `read_at`'s: preadv2 takes initialised slices.
     let mut buf = vec![0; len];
     let slices = &mut [IoSliceMut::new(&mut buf)];
     match rustix::io::preadv2(file, slices, offset, ReadWriteFlags::NOWAIT) {
