@@ -680,6 +680,26 @@ mod tests {
         assert_eq!(read_cached(&file, 10, CHUNK as u64), None);
     }
 
+    /// A file the page cache does not hold streams through the blocking pool, whole and
+    /// in order. (Where dropping a file's pages does nothing, as on tmpfs, its chunks are
+    /// read in place instead and only the content is checked.)
+    #[tokio::test]
+    async fn uncached_chunks_are_read_on_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let content: Vec<u8> = (0..3 * CHUNK + 7).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        file.sync_all().unwrap();
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        if read_cached(&file, CHUNK, 0).is_some() {
+            eprintln!("this file system keeps the pages: chunks were read in place");
+        }
+        let body = file_body(file, 3, content.len() as u64 - 3);
+        let read = body.collect().await.unwrap().to_bytes();
+        assert!(read == content[3..], "streamed body differs");
+    }
+
     #[test]
     fn ranges() {
         assert_eq!(range("bytes=0-9", 100), Ok(Some((0, 9))));
