@@ -259,20 +259,29 @@ fn read_cached(file: &std::fs::File, len: usize, offset: u64) -> Option<Vec<u8>>
     }
 }
 
-/// The body for `len` bytes of `file` from `start`. Up to one chunk is read right here, on
-/// the runtime thread, as nginx does without aio: open, stat and a page-cache read cost less
-/// than the hop to the blocking pool and back (docs/benchmarks.md). Larger files stream a
-/// chunk at a time, read right here when the page cache holds it and on the blocking pool
-/// when not, so a slow disk never holds the runtime for long.
+/// The body for `len` bytes of `file` from `start`, a chunk at a time: read right here, on
+/// the runtime thread, when the page cache holds it (open, stat and a page-cache read cost
+/// less than the hop to the blocking pool and back, docs/benchmarks.md), on the blocking pool
+/// when it would wait for the disk, so a slow disk never holds the runtime. Up to one chunk
+/// comes whole, in one frame.
 fn file_body(file: std::fs::File, start: u64, len: u64) -> StorageBody {
     if len as usize <= CHUNK {
-        let read = read_at(&file, len as usize, start);
-        return match read {
-            Ok(buf) => full(buf),
-            Err(e) => {
-                StreamBody::new(stream::once(async move { Err::<Frame<Bytes>, _>(e) })).boxed()
-            }
+        // Where the kernel cannot tell what is cached, small files are read here regardless,
+        // as nginx does without aio.
+        let read = if NOWAIT_UNSUPPORTED.load(Ordering::Relaxed) {
+            Some(read_at(&file, len as usize, start))
+        } else {
+            read_cached(&file, len as usize, start).map(Ok)
         };
+        match read {
+            Some(Ok(buf)) => return full(buf),
+            Some(Err(e)) => {
+                return StreamBody::new(stream::once(async move { Err::<Frame<Bytes>, _>(e) }))
+                    .boxed()
+            }
+            // Not cached: streamed below, in one chunk read on the blocking pool.
+            None => {}
+        }
     }
     let state = (Some(file), start, len);
     let chunks = stream::unfold(state, |(file, offset, remaining)| async move {
@@ -680,24 +689,26 @@ mod tests {
         assert_eq!(read_cached(&file, 10, CHUNK as u64), None);
     }
 
-    /// A file the page cache does not hold streams through the blocking pool, whole and
-    /// in order. (Where dropping a file's pages does nothing, as on tmpfs, its chunks are
-    /// read in place instead and only the content is checked.)
+    /// Files the page cache does not hold, small and large, stream through the blocking
+    /// pool, whole and in order. (Where dropping a file's pages does nothing, as on tmpfs,
+    /// their chunks are read in place instead and only the content is checked.)
     #[tokio::test]
     async fn uncached_chunks_are_read_on_the_blocking_pool() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("big");
-        let content: Vec<u8> = (0..3 * CHUNK + 7).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &content).unwrap();
-        let file = std::fs::File::open(&path).unwrap();
-        file.sync_all().unwrap();
-        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
-        if read_cached(&file, CHUNK, 0).is_some() {
-            eprintln!("this file system keeps the pages: chunks were read in place");
+        for size in [CHUNK / 2, 3 * CHUNK + 7] {
+            let path = dir.path().join(size.to_string());
+            let content: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&path, &content).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            file.sync_all().unwrap();
+            rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+            let body = file_body(file, 3, size as u64 - 3);
+            let read = body.collect().await.unwrap().to_bytes();
+            assert!(
+                read == content[3..],
+                "streamed body of {size} bytes differs"
+            );
         }
-        let body = file_body(file, 3, content.len() as u64 - 3);
-        let read = body.collect().await.unwrap().to_bytes();
-        assert!(read == content[3..], "streamed body differs");
     }
 
     #[test]
