@@ -266,20 +266,21 @@ fn read_cached(file: &std::fs::File, len: usize, offset: u64) -> Option<Vec<u8>>
 /// comes whole, in one frame.
 fn file_body(file: std::fs::File, start: u64, len: u64) -> StorageBody {
     if len as usize <= CHUNK {
-        // Where the kernel cannot tell what is cached, small files are read here regardless,
-        // as nginx does without aio.
-        let read = if NOWAIT_UNSUPPORTED.load(Ordering::Relaxed) {
-            Some(read_at(&file, len as usize, start))
-        } else {
-            read_cached(&file, len as usize, start).map(Ok)
-        };
+        let read = read_cached(&file, len as usize, start).map(Ok).or_else(|| {
+            // Where the kernel cannot tell what is cached, small files are read here
+            // regardless, as nginx does without aio.
+            NOWAIT_UNSUPPORTED
+                .load(Ordering::Relaxed)
+                .then(|| read_at(&file, len as usize, start))
+        });
         match read {
             Some(Ok(buf)) => return full(buf),
             Some(Err(e)) => {
                 return StreamBody::new(stream::once(async move { Err::<Frame<Bytes>, _>(e) }))
                     .boxed()
             }
-            // Not cached: streamed below, in one chunk read on the blocking pool.
+            // Not cached: streamed below, as one chunk (one more `RWF_NOWAIT` try, then the
+            // blocking pool; next to a disk read, the extra try is noise).
             None => {}
         }
     }
