@@ -449,6 +449,64 @@ def table(results):
     return "\n".join(lines)
 
 
+def targets(results, cpus):
+    """The issue's targets, checked on the 1-thread rows of a router run: each with what
+    photosrv reached and what it needed. Beside the throughput targets, the most this
+    machine could serve through photosrv at the cost per request it had in the same run,
+    with every core busy (cores / machine CPU per request). Where the target lies above that,
+    no tuning of the split between processes reaches it, only less work per request: the
+    last column gives the machine CPU per request the target allows, what direct access to a
+    node costs (the nodes' and wrk's work, which no proxy removes) and what photosrv cost. A
+    proxy may add at most the difference of the first two."""
+    rows = {(r["proxy"], r["size"]): r for r in results if r["threads"] == 1}
+    if not any(proxy == "photosrv-random" for proxy, _ in rows):
+        return ""
+    lines = ["| target (1 thread) | photosrv | needed | verdict | most at photosrv's cost, all cores busy | machine CPU s / 10k: needed / direct alone / photosrv |",
+             "|---|---|---|---|---|---|"]
+
+    def verdict(met):
+        return "met" if met else "**not met**"
+
+    def throughput(size, factor):
+        ours = rows.get(("photosrv-random", size))
+        others = [rows[(p, size)] for p in ("nginx", "haproxy") if (p, size) in rows]
+        if not ours or not others:
+            return
+        best = max(others, key=lambda r: r["rps"])
+        needed = factor * best["rps"]
+        cost = ours.get("machine_cpu_s_per_10k")
+        most = f"{cpus * 10000 / cost:,.0f}" if cost else "-"
+        direct = rows.get(("direct", size), {}).get("machine_cpu_s_per_10k")
+        cost_needed = (f"{cpus * 10000 / needed:.3f} / {direct:.3f} / {cost:.3f}" if cost and direct else "-")
+        lines.append(f"| {size} req/s >= {factor}x the better ({best['proxy']}) | {ours['rps']:,.0f} "
+                     f"({ours['rps'] / best['rps']:.2f}x) | {needed:,.0f} | {verdict(ours['rps'] >= needed)} | "
+                     f"{most} | {cost_needed} |")
+
+    throughput("4k", 1.2)
+    ours, others = rows.get(("photosrv-random", "4k")), [rows[(p, "4k")] for p in ("nginx", "haproxy") if (p, "4k") in rows]
+    if ours and others:
+        cheapest = min(others, key=lambda r: r["cpu_s_per_10k"])
+        ratio = ours["cpu_s_per_10k"] / cheapest["cpu_s_per_10k"]
+        lines.append(f"| 4k CPU per request <= 0.8x the cheaper ({cheapest['proxy']}) | {ours['cpu_s_per_10k']:.3f} ({ratio:.2f}x; kernel {ours['kernel_cpu_s_per_10k']:.3f}) | "
+                     f"{0.8 * cheapest['cpu_s_per_10k']:.3f} | {verdict(ratio <= 0.8)} | - | - |")
+        fastest = min(others, key=lambda r: r["p99_ms"])
+        lines.append(f"| 4k p99 no worse than the better ({fastest['proxy']}) | {ours['p99_ms']} ms | {fastest['p99_ms']} ms | "
+                     f"{verdict(ours['p99_ms'] <= fastest['p99_ms'])} | - | - |")
+    throughput("256k", 1.5)
+    throughput("4m", 1.5)
+    ours_rss = [r["rss_mib"] for (proxy, _), r in rows.items() if proxy.startswith("photosrv") and r["rss_mib"]]
+    all_rss = [r["rss_mib"] for r in results if r["proxy"].startswith("photosrv") and r["rss_mib"]]
+    if ours_rss:
+        lines.append(f"| peak RSS < 64 MiB throughout | {max(ours_rss):.1f} MiB (any thread count: {max(all_rss):.1f}) | < 64 | "
+                     f"{verdict(max(all_rss) < 64)} | - | - |")
+    for size in SIZES:
+        random_row, multihead_row = rows.get(("photosrv-random", size)), rows.get(("photosrv-multihead", size))
+        if random_row and multihead_row:
+            ratio = multihead_row["rps"] / random_row["rps"]
+            lines.append(f"| {size} multihead >= 0.5x random | {ratio:.2f}x | 0.5x | {verdict(ratio >= 0.5)} | - | - |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1 run x 5 s")
@@ -463,7 +521,15 @@ def main():
     parser.add_argument("--photosrv", default=str(ROOT / "target/release/photosrv"),
                         help="the photosrv binary (another build, for an A/B)")
     parser.add_argument("--out", default=str(ROOT / "bench/results" / time.strftime("%Y%m%d-%H%M%S")))
+    parser.add_argument("--report", metavar="RESULTS_JSON",
+                        help="measure nothing: print the table and the targets of an earlier run's results.json")
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(Path(args.report).read_text())
+        print(table(saved["results"]))
+        print()
+        print(targets(saved["results"], saved["machine"]["cpus"]))
+        return
     if args.sizes is None:
         args.sizes = "4k,256k,4m" if args.suite == "router" else "4k,1m"
     if args.proxies is None:
@@ -514,9 +580,10 @@ def main():
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                "runs": args.runs, "duration_s": args.duration, "connections": args.connections}
     (out / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
-    (out / "results.md").write_text(table(results) + "\n")
+    report = table(results) + "\n\n" + targets(results, machine["cpus"])
+    (out / "results.md").write_text(report + "\n")
     print()
-    print(table(results))
+    print(report)
     try:
         for threads in sorted({r["threads"] for r in results}):
             chart(results, out / f"chart-{threads}thread.png", threads)
