@@ -1,5 +1,6 @@
 //! Forwarding one request: replica order, multi-HEAD races, failover, header hygiene.
 
+use crate::h1::UpstreamBody;
 use crate::node::Node;
 use crate::pool::UpstreamError;
 use crate::probe::probe_request;
@@ -7,10 +8,8 @@ use crate::Router;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::{Either, Empty, Full};
-use hyper::body::Incoming;
+use http::{Method, Response, StatusCode};
+use http_body_util::{Either, Full};
 use rand::seq::SliceRandom;
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -18,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The body of every response the router sends: a node's, streamed, or a short one of ours.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either direction.
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -134,10 +133,23 @@ impl<'r> Forwarding<'r> {
         }
     }
 
-    /// The headers for one attempt at `node`: the client's, less hop-by-hop headers, Host,
-    /// Content-Length and X-Forwarded-For, then Host, X-Forwarded-For and Via.
-    fn headers_for(&self, node: &Node) -> HeaderMap {
-        let mut headers = HeaderMap::with_capacity(self.client_headers.len() + 3);
+    /// The request head for one attempt at `node`: the request line for `target` (origin
+    /// form, the node's base path included), Host, the client's headers less hop-by-hop
+    /// headers, Host, Content-Length and X-Forwarded-For, then X-Forwarded-For and Via. None
+    /// when `target` cannot go on a request line as it is: a space, a control character or
+    /// DEL would end the line or smuggle another. (Header names and values came through
+    /// hyper's parser and `http`'s checks: no CR, LF or NUL.)
+    fn request_head(&self, method: &Method, node: &Node, target: &str) -> Option<Vec<u8>> {
+        if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return None;
+        }
+        let mut head = Vec::with_capacity(256 + target.len());
+        head.extend_from_slice(method.as_str().as_bytes());
+        head.push(b' ');
+        head.extend_from_slice(target.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        head.extend_from_slice(node.host_header.as_bytes());
+        head.extend_from_slice(b"\r\n");
         for (name, value) in self.client_headers {
             let skip = HOP_BY_HOP.contains(name)
                 || name == header::HOST
@@ -145,15 +157,21 @@ impl<'r> Forwarding<'r> {
                 || name.as_str() == "x-forwarded-for"
                 || self.dropped.contains(name);
             if !skip {
-                headers.append(name.clone(), value.clone());
+                head.extend_from_slice(name.as_str().as_bytes());
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(value.as_bytes());
+                head.extend_from_slice(b"\r\n");
             }
         }
-        headers.insert(header::HOST, node.host_header.clone());
         if let Some(value) = &self.forwarded_for {
-            headers.insert(HeaderName::from_static("x-forwarded-for"), value.clone());
+            head.extend_from_slice(b"x-forwarded-for: ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
         }
-        headers.append(header::VIA, VIA.clone());
-        headers
+        head.extend_from_slice(b"via: ");
+        head.extend_from_slice(VIA.as_bytes());
+        head.extend_from_slice(b"\r\n\r\n");
+        Some(head)
     }
 }
 
@@ -173,7 +191,7 @@ pub(crate) enum Failure {
 pub(crate) enum Outcome {
     /// A node's response, to stream to the client.
     Response {
-        response: Response<Incoming>,
+        response: Response<UpstreamBody>,
         node: Arc<Node>,
         attempts: u32,
     },
@@ -186,7 +204,7 @@ trait Answer {
     fn status(&self) -> StatusCode;
 }
 
-impl Answer for Response<Incoming> {
+impl Answer for Response<UpstreamBody> {
     fn status(&self) -> StatusCode {
         Response::status(self)
     }
@@ -224,27 +242,6 @@ fn upstream_target<'p>(node: &Node, path_and_query: &'p str) -> Cow<'p, str> {
 }
 
 impl Router {
-    fn upstream_request(
-        &self,
-        method: &Method,
-        node: &Node,
-        path_and_query: &str,
-        forwarding: &Forwarding<'_>,
-    ) -> Option<Request<Empty<Bytes>>> {
-        let target = match upstream_target(node, path_and_query) {
-            Cow::Borrowed(target) => Bytes::copy_from_slice(target.as_bytes()),
-            Cow::Owned(target) => Bytes::from(target),
-        };
-        let path_and_query = PathAndQuery::from_maybe_shared(target).ok()?;
-        // Origin form: the connection already goes to the node, and Host names it.
-        let uri = Uri::from(path_and_query);
-        let mut request = Request::new(Empty::new());
-        *request.method_mut() = method.clone();
-        *request.uri_mut() = uri;
-        *request.headers_mut() = forwarding.headers_for(node);
-        Some(request)
-    }
-
     /// One request to one node, up to its response headers.
     async fn attempt(
         &self,
@@ -252,14 +249,17 @@ impl Router {
         node: &Arc<Node>,
         path_and_query: &str,
         forwarding: &Forwarding<'_>,
-    ) -> Result<Response<Incoming>, Failure> {
-        let Some(request) = self.upstream_request(method, node, path_and_query, forwarding) else {
+    ) -> Result<Response<UpstreamBody>, Failure> {
+        let target = upstream_target(node, path_and_query);
+        let Some(head) = forwarding.request_head(method, node, &target) else {
             return Err(Failure::Connect);
         };
         let started = Instant::now();
         let result = tokio::time::timeout(
             self.inner.options.upstream_timeout,
-            self.inner.upstream.send(node, request),
+            self.inner
+                .upstream
+                .send(node, &head, method == Method::HEAD),
         )
         .await;
         self.settle(node, started, result)

@@ -22,6 +22,7 @@ mod admin;
 #[cfg(test)]
 mod fake_node;
 mod forward;
+mod h1;
 pub mod metrics;
 mod migration;
 mod node;
@@ -34,6 +35,7 @@ mod server;
 mod table;
 
 pub use forward::ProxyBody;
+pub use h1::UpstreamBody;
 pub use migration::SwitchError;
 pub use node::Node;
 pub use options::RouterOptions;

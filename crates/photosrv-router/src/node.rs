@@ -1,8 +1,7 @@
 //! A storage node as the router sees it: where to send requests, and passive health.
 
 use crate::metrics::{Metrics, NodeMetrics};
-use crate::pool::ConnectionPool;
-use crate::probe::ProbePool;
+use crate::pool::IdleConnections;
 use http::uri::{Authority, Scheme};
 use http::HeaderValue;
 use photosrv_config::NodeAddr;
@@ -25,12 +24,9 @@ pub struct Node {
     /// The `Host` header to send.
     pub host_header: HeaderValue,
     metrics: OnceLock<NodeMetrics>,
-    /// Keep-alive connections to it for GETs; kept across reloads with the node.
-    pub(crate) pool: ConnectionPool,
-    /// And for multi-HEAD probes, apart: they hold no read buffer while idle, and sharing
-    /// connections with GETs doubled the number holding a large one (docs/benchmarks.md,
-    /// "Where the memory goes").
-    pub(crate) probes: ProbePool,
+    /// Its idle keep-alive connections, for GETs, HEADs and multi-HEAD probes alike; kept
+    /// across reloads with the node.
+    pub(crate) pool: IdleConnections,
     /// Until when (ms since `epoch`) the node is ejected; 0 when healthy.
     ejected_until_ms: AtomicU64,
     epoch: Instant,
@@ -55,8 +51,7 @@ impl Node {
             authority,
             host_header,
             metrics: OnceLock::new(),
-            pool: ConnectionPool::default(),
-            probes: ProbePool::default(),
+            pool: IdleConnections::default(),
             ejected_until_ms: AtomicU64::new(0),
             epoch,
         }

@@ -1,125 +1,97 @@
-//! Keep-alive connections to the nodes: a short list per node over hyper's HTTP/1 client
-//! connections.
+//! Keep-alive connections to the nodes: a short list of idle ones per node, and the
+//! exchange of a GET or HEAD over one (`h1.rs`).
 //!
 //! hyper-util's pooled client did this job first. Its checkout and return hash the pool key
 //! (SipHash over scheme and authority) and run through several futures on every request:
 //! 16% of the router's user-space instructions per 4 KiB request (docs/benchmarks.md). Here
-//! each [`Node`] owns its connections, so finding one is a scan of a short list. (Multi-HEAD
-//! probes do not come here: they have connections of their own, see `probe.rs`.)
+//! each [`Node`] owns its connections, so finding one is a scan of a short list, and an idle
+//! connection is a socket and nothing else: no task, no read buffer.
 //!
 //! What hyper-util's pool did that this keeps: a request that meets a kept connection the
-//! node has just closed goes out again on another one (hyper hands back a request it did not
-//! write); closed connections are dropped and idle ones expire; a connection is reused only
-//! once it is ready, that is once the previous response's body has been read.
+//! node has just closed goes out again on another one (a GET or HEAD that got no byte of an
+//! answer is safe to send again); closed connections are dropped and idle ones expire; a
+//! connection is reused only once the previous response's body has been read whole.
 
+use crate::h1::{self, ExchangeError, UpstreamBody};
 use crate::node::Node;
-use bytes::Bytes;
-use http::{Request, Response, Uri};
-use http_body_util::Empty;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
+use bytes::BytesMut;
+use http::{Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
-use std::sync::{Mutex, PoisonError};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tower_service::Service as _;
-
-/// A connection's request side; its I/O runs in a task of its own.
-type Sender = SendRequest<Empty<Bytes>>;
 
 /// Why a request to a node got no response.
 pub(crate) type UpstreamError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Connections kept per node, busy and idle together: as many as the router has requests in
-/// flight to that node, up to this.
+/// Idle connections kept per node (for GETs, and apart for probes), up to this.
 pub(crate) const MAX_KEPT: usize = 256;
 
 /// A connection unused for this long is closed rather than reused.
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How often a pool looks through all its connections for expired and closed ones.
-/// Finding a connection stops at the first ready one, so without this the connections a
-/// burst opened would sit at the bottom of the list, each holding a read buffer (up to
-/// `upstream_buffer_bytes`), until the node closed them.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// One node's connections.
+/// One node's idle connections (of one kind: GETs, or multi-HEAD probes).
 #[derive(Debug, Default)]
-pub(crate) struct ConnectionPool {
-    kept: Mutex<Kept>,
-}
-
-#[derive(Debug, Default)]
-struct Kept {
+pub(crate) struct IdleConnections {
     /// Oldest first: the last one is the most recently used.
-    connections: Vec<Connection>,
-    /// When the whole list was last looked through.
-    swept: Option<Instant>,
+    idle: Mutex<VecDeque<Idle>>,
 }
 
 #[derive(Debug)]
-struct Connection {
-    sender: Sender,
-    /// When it last carried a request.
-    used: Instant,
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
 }
 
-impl Connection {
-    fn expired(&self, now: Instant) -> bool {
-        self.sender.is_ready() && now.duration_since(self.used) > IDLE_TIMEOUT
-    }
-}
-
-impl ConnectionPool {
-    /// A connection ready for a request, the most recently used first, so that a few
-    /// connections stay busy and the rest expire. Drops closed connections and idle ones
-    /// past their time on the way.
-    fn take_ready(&self, now: Instant) -> Option<Sender> {
-        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept
-            .swept
-            .is_none_or(|swept| now.duration_since(swept) >= SWEEP_INTERVAL)
-        {
-            kept.swept = Some(now);
-            kept.connections
-                .retain(|c| !c.sender.is_closed() && !c.expired(now));
-        }
-        let connections = &mut kept.connections;
-        let mut i = connections.len();
-        while i > 0 {
-            i -= 1;
-            let candidate = &connections[i];
-            if candidate.sender.is_closed() {
-                connections.remove(i);
-            } else if candidate.sender.is_ready() {
-                // `remove`, not `swap_remove`: the order is what lets unneeded ones expire.
-                let taken = connections.remove(i);
-                if now.duration_since(taken.used) <= IDLE_TIMEOUT {
-                    return Some(taken.sender);
+impl IdleConnections {
+    /// The most recently used idle connection that is still open, so that a few
+    /// connections stay busy and the rest expire. Drops those that are not, and those idle
+    /// past their time.
+    pub(crate) fn take(&self, now: Instant) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        drop_expired(&mut idle, now);
+        while let Some(kept) = idle.pop_back() {
+            // A close (or bytes nobody asked for) that the runtime has seen makes the socket
+            // readable; otherwise this returns at once, without a system call.
+            if let Err(e) = kept.stream.try_read(&mut [0u8; 1]) {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    return Some(kept.stream);
                 }
             }
         }
         None
     }
 
-    /// Keeps a connection that just carried a request. It is busy until the response body
-    /// has been read, and [`ConnectionPool::take_ready`] passes it over until then.
-    fn keep(&self, sender: Sender, now: Instant) {
-        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        if kept.connections.len() < MAX_KEPT {
-            kept.connections.push(Connection { sender, used: now });
+    /// Keeps a connection that just finished an exchange, and lets go of those idle past
+    /// their time (the oldest are first), so the connections a burst opened do not stay.
+    pub(crate) fn keep(&self, stream: TcpStream, now: Instant) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        drop_expired(&mut idle, now);
+        if idle.len() < MAX_KEPT {
+            idle.push_back(Idle { stream, since: now });
         }
     }
 
-    /// Connections kept (busy or idle).
+    /// Idle connections kept.
     #[cfg(test)]
-    fn len(&self) -> usize {
-        self.kept
+    pub(crate) fn len(&self) -> usize {
+        self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .connections
             .len()
+    }
+}
+
+/// Lets go of the connections idle past their time: the oldest, at the front.
+fn drop_expired(idle: &mut VecDeque<Idle>, now: Instant) {
+    while idle
+        .front()
+        .is_some_and(|kept| now.duration_since(kept.since) > IDLE_TIMEOUT)
+    {
+        idle.pop_front();
     }
 }
 
@@ -127,10 +99,8 @@ impl ConnectionPool {
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
     connector: HttpConnector,
-    /// The most a connection reads at once. hyper grows a connection's read buffer up to
-    /// this on large bodies (~400 KiB unless told), and every kept connection that has
-    /// carried one holds a buffer that big: with hundreds of connections that is most of
-    /// the router's memory (docs/benchmarks.md, "Where the memory goes").
+    /// The most a body's reader reads at once: what a streamed response holds per
+    /// connection in the router, twice (one chunk read ahead, one being written).
     read_buffer: usize,
 }
 
@@ -146,31 +116,50 @@ impl Upstream {
         }
     }
 
-    /// Sends `request` (origin-form URI, Host set) to `node`, up to the response headers.
+    /// Sends `head` (a whole request head, from `Forwarding::request_head`) to `node`, up to
+    /// the response headers. `to_head`: the request is a HEAD, whose answer has no body.
     pub(crate) async fn send(
         &self,
-        node: &Node,
-        mut request: Request<Empty<Bytes>>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let pool = &node.pool;
+        node: &Arc<Node>,
+        head: &[u8],
+        to_head: bool,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         loop {
-            let (mut sender, reused) = match pool.take_ready(Instant::now()) {
-                Some(sender) => (sender, true),
-                None => (self.connect(node).await?, false),
+            let (stream, reused) = match node.pool.take(Instant::now()) {
+                Some(stream) => (stream, true),
+                None => (self.connect_tcp(node).await?, false),
             };
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    pool.keep(sender, Instant::now());
-                    return Ok(response);
-                }
-                Err(mut error) => match error.take_message() {
-                    // Not written: the kept connection closed under us. Another one (or a
-                    // new one) gets it; each kept connection is tried at most once.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(error.into_error().into()),
-                },
+            match self.exchange(node, stream, head, to_head).await {
+                Ok(response) => return Ok(response),
+                // The kept connection was closed under us: another one (or a new one) gets
+                // the request; each kept connection is tried at most once.
+                Err(ExchangeError::NoAnswer(_)) if reused => {}
+                Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    async fn exchange(
+        &self,
+        node: &Arc<Node>,
+        mut stream: TcpStream,
+        head: &[u8],
+        to_head: bool,
+    ) -> Result<Response<UpstreamBody>, ExchangeError> {
+        stream
+            .write_all(head)
+            .await
+            .map_err(ExchangeError::NoAnswer)?;
+        let mut buf = BytesMut::with_capacity(h1::FIRST_READ);
+        let (parsed, length) = h1::read_head(&mut stream, &mut buf, |response, raw, length| {
+            Ok((h1::parse_head(response, raw, to_head)?, length))
+        })
+        .await?;
+        let raw = buf.split_to(length).freeze();
+        let (framing, keep_alive) = (parsed.framing, parsed.keep_alive);
+        let response = parsed.response(&raw)?;
+        let body = h1::body(node, stream, buf, framing, keep_alive, self.read_buffer);
+        Ok(response.map(|()| body))
     }
 
     /// A new TCP connection to `node` (resolved, within the connect timeout, no Nagle).
@@ -184,41 +173,21 @@ impl Upstream {
         std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
         Ok(connector.call(uri).await?.into_inner())
     }
-
-    async fn connect(&self, node: &Node) -> Result<Sender, UpstreamError> {
-        let io = TokioIo::new(self.connect_tcp(node).await?);
-        let (sender, connection) = http1::Builder::new()
-            .max_buf_size(self.read_buffer)
-            .handshake(io)
-            .await?;
-        let url = node.addr.url.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(node = %url, %error, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fake_node::{FakeNode, Script};
+    use bytes::Bytes;
+    use http_body_util::BodyExt as _;
 
-    fn request() -> Request<Empty<Bytes>> {
-        let mut request = Request::new(Empty::new());
-        *request.uri_mut() = Uri::from_static("/x");
-        request
-            .headers_mut()
-            .insert(http::header::HOST, http::HeaderValue::from_static("node"));
-        request
-    }
+    const GET: &[u8] = b"GET /x HTTP/1.1\r\nhost: node\r\n\r\n";
 
     /// A node answering 200 "ok", closing each connection after `answers` requests, each
     /// body sent `body_delay` after its head.
-    async fn fake_node(answers: usize, body_delay: Duration) -> FakeNode {
-        FakeNode::start(Script {
+    async fn fake_node(answers: usize, body_delay: Duration) -> (FakeNode, Arc<Node>) {
+        node_with(Script {
             answers,
             body_delay,
             ..Script::default()
@@ -226,19 +195,26 @@ mod tests {
         .await
     }
 
-    async fn body(response: Response<Incoming>) -> Bytes {
-        use http_body_util::BodyExt as _;
-        response.into_body().collect().await.unwrap().to_bytes()
+    async fn node_with(script: Script) -> (FakeNode, Arc<Node>) {
+        let fake = FakeNode::start(script).await;
+        let node = Arc::new(Node::new(fake.node.addr.clone(), Instant::now()));
+        (fake, node)
+    }
+
+    fn upstream() -> Upstream {
+        Upstream::new(Duration::from_secs(1), 64 * 1024)
+    }
+
+    async fn body(response: Response<UpstreamBody>) -> std::io::Result<Bytes> {
+        Ok(response.into_body().collect().await?.to_bytes())
     }
 
     #[tokio::test]
     async fn reuses_a_connection_once_its_body_is_read() {
-        let fake = fake_node(usize::MAX, Duration::ZERO).await;
-        let node = &fake.node;
-        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
+        let (fake, node) = fake_node(usize::MAX, Duration::ZERO).await;
         for _ in 0..5 {
-            let response = upstream.send(node, request()).await.unwrap();
-            assert_eq!(body(response).await, "ok");
+            let response = upstream().send(&node, GET, false).await.unwrap();
+            assert_eq!(body(response).await.unwrap(), "ok");
         }
         assert_eq!(fake.accepted(), 1);
         assert_eq!(node.pool.len(), 1);
@@ -246,51 +222,43 @@ mod tests {
 
     #[tokio::test]
     async fn a_busy_connection_is_not_shared() {
-        let fake = fake_node(usize::MAX, Duration::from_millis(200)).await;
-        let node = &fake.node;
-        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
+        let (fake, node) = fake_node(usize::MAX, Duration::from_millis(200)).await;
         // The first body has not arrived yet: its connection is busy.
-        let first = upstream.send(node, request()).await.unwrap();
-        let second = upstream.send(node, request()).await.unwrap();
-        assert_eq!(body(first).await, "ok");
-        assert_eq!(body(second).await, "ok");
+        let first = upstream().send(&node, GET, false).await.unwrap();
+        let second = upstream().send(&node, GET, false).await.unwrap();
+        assert_eq!(body(first).await.unwrap(), "ok");
+        assert_eq!(body(second).await.unwrap(), "ok");
         assert_eq!(fake.accepted(), 2);
         // Both are free again: the next two requests open nothing new.
         for _ in 0..2 {
-            let response = upstream.send(node, request()).await.unwrap();
-            assert_eq!(body(response).await, "ok");
+            let response = upstream().send(&node, GET, false).await.unwrap();
+            assert_eq!(body(response).await.unwrap(), "ok");
         }
         assert_eq!(fake.accepted(), 2);
     }
 
     /// Idle connections past their time are closed, also those below the one a request
-    /// takes: after a burst, the extra connections (and their read buffers) go.
+    /// takes: after a burst, the extra connections go.
     #[tokio::test]
     async fn idle_connections_expire() {
-        let fake = fake_node(usize::MAX, Duration::ZERO).await;
-        let node = &fake.node;
-        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
+        let (_fake, node) = fake_node(usize::MAX, Duration::ZERO).await;
+        let upstream = upstream();
         let start = Instant::now();
-        let mut senders = Vec::new();
-        for _ in 0..3 {
-            let mut sender = upstream.connect(node).await.unwrap();
-            sender.ready().await.unwrap();
-            senders.push(sender);
-        }
-        let mut senders = senders.into_iter();
         // Two left over from a burst, then one in use since.
-        node.pool.keep(senders.next().unwrap(), start);
-        node.pool.keep(senders.next().unwrap(), start);
+        node.pool
+            .keep(upstream.connect_tcp(&node).await.unwrap(), start);
+        node.pool
+            .keep(upstream.connect_tcp(&node).await.unwrap(), start);
         let recent = start + IDLE_TIMEOUT - Duration::from_secs(1);
-        node.pool.keep(senders.next().unwrap(), recent);
+        node.pool
+            .keep(upstream.connect_tcp(&node).await.unwrap(), recent);
         let now = start + IDLE_TIMEOUT + Duration::from_secs(1);
-        assert!(node.pool.take_ready(now).is_some());
+        assert!(node.pool.take(now).is_some());
         assert_eq!(node.pool.len(), 0, "the two expired connections were kept");
-        // Nothing ready is left to reuse once everything has expired.
-        let mut sender = upstream.connect(node).await.unwrap();
-        sender.ready().await.unwrap();
-        node.pool.keep(sender, start);
-        assert!(node.pool.take_ready(now).is_none());
+        // Nothing is left to reuse once everything has expired.
+        node.pool
+            .keep(upstream.connect_tcp(&node).await.unwrap(), start);
+        assert!(node.pool.take(now).is_none());
         assert_eq!(node.pool.len(), 0);
     }
 
@@ -298,35 +266,197 @@ mod tests {
     /// keep-alive limit: no request fails for it, and the closed connections are let go.
     #[tokio::test]
     async fn connections_the_node_closed_are_let_go() {
-        let fake = fake_node(1, Duration::ZERO).await;
-        let node = &fake.node;
-        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
+        let (fake, node) = fake_node(1, Duration::ZERO).await;
         for _ in 0..20 {
-            let response = upstream.send(node, request()).await.unwrap();
-            assert_eq!(body(response).await, "ok");
+            let response = upstream().send(&node, GET, false).await.unwrap();
+            assert_eq!(body(response).await.unwrap(), "ok");
         }
         assert_eq!(fake.accepted(), 20);
         assert!(node.pool.len() <= 1, "{} kept", node.pool.len());
     }
 
-    /// A kept connection whose far end went away before its task noticed: the request is
-    /// not written there, hyper hands it back, and it goes out on a new connection.
+    /// A kept connection whose far end went away before the runtime saw it: the request
+    /// gets no answer there and goes out again on a new connection.
     #[tokio::test]
-    async fn a_request_not_written_on_a_dead_connection_goes_out_on_another() {
-        let fake = fake_node(usize::MAX, Duration::ZERO).await;
-        let node = &fake.node;
-        let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024);
-        let (near, far) = tokio::io::duplex(4096);
-        let (sender, connection) = http1::handshake(hyper_util::rt::TokioIo::new(near))
+    async fn a_request_on_a_connection_closed_unseen_goes_out_again() {
+        let (fake, node) = fake_node(usize::MAX, Duration::ZERO).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        tokio::spawn(connection);
-        tokio::task::yield_now().await;
-        assert!(sender.is_ready());
-        node.pool.keep(sender, Instant::now());
+        let (far, _) = listener.accept().await.unwrap();
         drop(far);
-        let response = upstream.send(node, request()).await.unwrap();
-        assert_eq!(body(response).await, "ok");
+        node.pool.keep(near, Instant::now());
+        let response = upstream().send(&node, GET, false).await.unwrap();
+        assert_eq!(body(response).await.unwrap(), "ok");
         assert_eq!(fake.accepted(), 1);
+        assert_eq!(node.pool.len(), 1);
+    }
+
+    /// Each way a node frames a body arrives byte-exact; the connection is kept when the
+    /// framing ends the body and the node allows it, and not otherwise.
+    #[tokio::test]
+    async fn every_framing_streams_exactly_and_keeps_only_reusable_connections() {
+        let large: &'static [u8] = Box::leak(
+            (0..300_000u32)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        );
+        let large_head: &'static [u8] = Box::leak(
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", large.len())
+                .into_bytes()
+                .into_boxed_slice(),
+        );
+        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n";
+        // (head, body sent, body wanted, whether the connection may carry another request)
+        for (head, sent, want, kept) in [
+            (large_head, large, large, true),
+            (
+                &chunked[..],
+                &b"5;ext=1\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nx-trailer: 1\r\n\r\n"[..],
+                &b"hello world"[..],
+                true,
+            ),
+            (&ok[..], &b"ok"[..], &b"ok"[..], true),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n",
+                b"ok",
+                b"ok",
+                false,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\n",
+                b"ok",
+                b"ok",
+                false,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n",
+                b"ok",
+                b"ok",
+                true,
+            ),
+            // Bytes after the body answer nothing asked: the connection is not reused.
+            (ok, b"okEXTRA", b"ok", false),
+        ] {
+            let label = String::from_utf8_lossy(&head[..head.len().min(60)]).into_owned();
+            for delay in [Duration::ZERO, Duration::from_millis(20)] {
+                // The node keeps every connection open: only the router decides.
+                let (_fake, node) = node_with(Script {
+                    answers: usize::MAX,
+                    head,
+                    body: sent,
+                    body_delay: delay,
+                })
+                .await;
+                let response = upstream().send(&node, GET, false).await.unwrap();
+                assert_eq!(body(response).await.unwrap(), want, "{label}");
+                // Extra bytes may come in a read of their own after the body.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let reused = node.pool.take(Instant::now()).is_some();
+                assert_eq!(reused, kept, "{label} {delay:?}");
+            }
+        }
+        // Read until the node closes: the body is whole, and the connection done.
+        let (_fake, node) = node_with(Script {
+            answers: 1,
+            head: b"HTTP/1.1 200 OK\r\n\r\n",
+            body: b"until close",
+            body_delay: Duration::from_millis(20),
+        })
+        .await;
+        let response = upstream().send(&node, GET, false).await.unwrap();
+        assert_eq!(body(response).await.unwrap(), "until close");
+        assert_eq!(node.pool.len(), 0);
+    }
+
+    /// An answer to a HEAD, a 204 and a 304 end with their heads, whatever length they
+    /// state; the connection carries the next request.
+    #[tokio::test]
+    async fn answers_without_a_body_end_with_their_head() {
+        for (head, to_head) in [
+            (
+                &b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"[..],
+                true,
+            ),
+            (&b"HTTP/1.1 204 No Content\r\n\r\n"[..], false),
+            (
+                &b"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n"[..],
+                false,
+            ),
+        ] {
+            let (fake, node) = node_with(Script {
+                head,
+                body: b"",
+                ..Script::default()
+            })
+            .await;
+            for _ in 0..3 {
+                let request: &[u8] = if to_head {
+                    b"HEAD /x HTTP/1.1\r\nhost: node\r\n\r\n"
+                } else {
+                    GET
+                };
+                let response = upstream().send(&node, request, to_head).await.unwrap();
+                assert_eq!(body(response).await.unwrap(), "");
+            }
+            assert_eq!(fake.accepted(), 1);
+        }
+    }
+
+    /// What a node must not send is an error before any byte goes to the client, or, in
+    /// the middle of a body, an error on the body: never a guess at the framing.
+    #[tokio::test]
+    async fn malformed_or_cut_answers_are_errors() {
+        for head in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: -2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nx-bad: a\x01b\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+            b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+        ] {
+            let (_fake, node) = node_with(Script {
+                answers: 1,
+                head,
+                ..Script::default()
+            })
+            .await;
+            let result = upstream().send(&node, GET, false).await;
+            assert!(result.is_err(), "{}", String::from_utf8_lossy(head));
+        }
+        for (head, sent) in [
+            (
+                &b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n"[..],
+                &b"short"[..],
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                b"5\r\nhello",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                b"5\r\nhelloXX0\r\n\r\n",
+            ),
+        ] {
+            let (_fake, node) = node_with(Script {
+                answers: 1,
+                head,
+                body: sent,
+                ..Script::default()
+            })
+            .await;
+            let response = upstream().send(&node, GET, false).await.unwrap();
+            assert!(
+                body(response).await.is_err(),
+                "{}",
+                String::from_utf8_lossy(sent)
+            );
+            assert_eq!(node.pool.len(), 0);
+        }
     }
 }

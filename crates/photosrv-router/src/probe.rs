@@ -1,102 +1,22 @@
-//! Multi-HEAD probes: a HEAD to a node, read up to its status, on connections of their own.
+//! Multi-HEAD probes: a HEAD to a node, read up to its status, over the node's kept
+//! connections.
 //!
 //! Through hyper's client a probe cost as much user-space CPU as a whole proxied 4 KiB GET:
 //! a request and a header map built, a trip through a channel to the connection's task and
 //! back, every response header parsed into a map. With a probe to every replica, multihead
 //! spent three times random mode's user-space CPU per request (docs/benchmarks.md). A probe
 //! needs only the status and whether the connection stays open: this writes a request head
-//! built once per race and parses the answer with httparse (hyper's own parser), on the
-//! request's task.
+//! built once per race and reads the answer's head (`h1.rs`), on the request's task.
 
 use crate::forward::VIA;
+use crate::h1::{self, ExchangeError};
 use crate::node::Node;
-use crate::pool::{Upstream, UpstreamError, IDLE_TIMEOUT, MAX_KEPT};
+use crate::pool::{Upstream, UpstreamError};
+use bytes::BytesMut;
 use http::{HeaderValue, StatusCode};
-use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
-
-/// The largest response head a probe reads.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
-
-/// The most header lines a probe's response may have (hyper's limit too).
-const MAX_HEADERS: usize = 100;
-
-/// Why a probe got no status.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ProbeError {
-    /// The connection failed or closed before the first byte of an answer: on a kept
-    /// connection, the node closed it while idle, and the probe can go out again.
-    #[error("no answer: {0}")]
-    NoAnswer(std::io::Error),
-    /// The connection failed or closed in the middle of the answer.
-    #[error("answer cut short: {0}")]
-    CutShort(std::io::Error),
-    /// Not an HTTP/1 response head.
-    #[error("malformed response head: {0}")]
-    Malformed(&'static str),
-}
-
-/// One node's idle probe connections.
-#[derive(Debug, Default)]
-pub(crate) struct ProbePool {
-    /// Oldest first: the last one is the most recently used.
-    idle: Mutex<VecDeque<Idle>>,
-}
-
-#[derive(Debug)]
-struct Idle {
-    stream: TcpStream,
-    since: Instant,
-}
-
-impl ProbePool {
-    /// The most recently used idle connection that is still open. Drops those that are not.
-    fn take(&self, now: Instant) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some(kept) = idle.pop_back() {
-            if now.duration_since(kept.since) > IDLE_TIMEOUT {
-                // Those below it have been idle longer still.
-                idle.clear();
-                return None;
-            }
-            // A close (or bytes nobody asked for) that the runtime has seen makes the socket
-            // readable; otherwise this returns at once, without a system call.
-            if let Err(e) = kept.stream.try_read(&mut [0u8; 1]) {
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    return Some(kept.stream);
-                }
-            }
-        }
-        None
-    }
-
-    /// Keeps a connection that just answered, and lets go of those idle past their time
-    /// (the oldest are first), so the connections a burst opened do not stay.
-    fn keep(&self, stream: TcpStream, now: Instant) {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while idle
-            .front()
-            .is_some_and(|kept| now.duration_since(kept.since) > IDLE_TIMEOUT)
-        {
-            idle.pop_front();
-        }
-        if idle.len() < MAX_KEPT {
-            idle.push_back(Idle { stream, since: now });
-        }
-    }
-
-    /// Idle connections kept.
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-}
 
 /// The probe request for `target` (origin form, a node's base path included) at a node
 /// whose Host is `host`. None when `target` cannot go on a request line as it is: a space,
@@ -134,18 +54,18 @@ impl Upstream {
         request: &[u8],
     ) -> Result<StatusCode, UpstreamError> {
         loop {
-            let (stream, reused) = match node.probes.take(Instant::now()) {
+            let (stream, reused) = match node.pool.take(Instant::now()) {
                 Some(stream) => (stream, true),
                 None => (self.connect_tcp(node).await?, false),
             };
             match exchange(stream, request).await {
                 Ok((status, reusable)) => {
                     if let Some(stream) = reusable {
-                        node.probes.keep(stream, Instant::now());
+                        node.pool.keep(stream, Instant::now());
                     }
                     return Ok(status);
                 }
-                Err(ProbeError::NoAnswer(_)) if reused => {}
+                Err(ExchangeError::NoAnswer(_)) if reused => {}
                 Err(error) => return Err(error.into()),
             }
         }
@@ -157,59 +77,25 @@ impl Upstream {
 async fn exchange(
     mut stream: TcpStream,
     request: &[u8],
-) -> Result<(StatusCode, Option<TcpStream>), ProbeError> {
+) -> Result<(StatusCode, Option<TcpStream>), ExchangeError> {
     stream
         .write_all(request)
         .await
-        .map_err(ProbeError::NoAnswer)?;
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    loop {
-        if buf.len() == buf.capacity() {
-            if buf.len() >= MAX_HEAD_BYTES {
-                return Err(ProbeError::Malformed("response head too large"));
-            }
-            buf.reserve(buf.len());
-        }
-        let read = stream.read_buf(&mut buf).await;
-        let cut = |e: std::io::Error, buf: &[u8]| {
-            if buf.is_empty() {
-                ProbeError::NoAnswer(e)
-            } else {
-                ProbeError::CutShort(e)
-            }
-        };
-        match read {
-            Ok(0) => return Err(cut(std::io::ErrorKind::UnexpectedEof.into(), &buf)),
-            Ok(_) => {}
-            Err(e) => return Err(cut(e, &buf)),
-        }
-        // Interim answers (100 Continue, 103 Early Hints) come before the real one.
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut response = httparse::Response::new(&mut headers);
-            let length = match response.parse(&buf) {
-                Ok(httparse::Status::Complete(length)) => length,
-                Ok(httparse::Status::Partial) => break,
-                Err(_) => return Err(ProbeError::Malformed("not an HTTP/1 response")),
-            };
-            let status = response
-                .code
-                .and_then(|code| StatusCode::from_u16(code).ok())
-                .ok_or(ProbeError::Malformed("bad status code"))?;
-            if status == StatusCode::SWITCHING_PROTOCOLS {
-                return Err(ProbeError::Malformed("101 to a HEAD"));
-            }
-            if status.is_informational() {
-                buf.drain(..length);
-                continue;
-            }
-            // An answer to a HEAD ends with its head: anything after it would be read as the
-            // next probe's answer, so such a connection is not kept.
-            let reusable =
-                response.version == Some(1) && length == buf.len() && !asks_to_close(&response);
-            return Ok((status, reusable.then_some(stream)));
-        }
-    }
+        .map_err(ExchangeError::NoAnswer)?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let (status, reusable) = h1::read_head(&mut stream, &mut buf, |response, raw, length| {
+        let status = response
+            .code
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .ok_or(ExchangeError::Malformed("bad status code"))?;
+        // An answer to a HEAD ends with its head: anything after it would be read as the
+        // next probe's answer, so such a connection is not kept.
+        let reusable =
+            response.version == Some(1) && length == raw.len() && !asks_to_close(response);
+        Ok((status, reusable))
+    })
+    .await?;
+    Ok((status, reusable.then_some(stream)))
 }
 
 /// Whether a response's Connection header says `close`.
@@ -226,6 +112,8 @@ fn asks_to_close(response: &httparse::Response<'_, '_>) -> bool {
 mod tests {
     use super::*;
     use crate::fake_node::{FakeNode, Script};
+    use crate::h1::MAX_HEAD_BYTES;
+    use crate::pool::IDLE_TIMEOUT;
     use std::time::Duration;
 
     fn upstream() -> Upstream {
@@ -255,7 +143,7 @@ mod tests {
             assert_eq!(status, StatusCode::NOT_FOUND);
         }
         assert_eq!(fake.accepted(), 1);
-        assert_eq!(fake.node.probes.len(), 1);
+        assert_eq!(fake.node.pool.len(), 1);
         let host = fake.node.addr.authority.clone();
         assert_eq!(
             String::from_utf8(fake.requests()[0].clone()).unwrap(),
@@ -270,7 +158,7 @@ mod tests {
         )
         .await;
         assert_eq!(probe(&fake).await.unwrap(), StatusCode::OK);
-        assert_eq!(fake.node.probes.len(), 1);
+        assert_eq!(fake.node.pool.len(), 1);
     }
 
     /// `Connection: close`, HTTP/1.0 and bytes after the head (a body to a HEAD): the
@@ -287,7 +175,7 @@ mod tests {
                 assert_eq!(probe(&fake).await.unwrap(), StatusCode::OK);
             }
             assert_eq!(fake.accepted(), 2, "{}", String::from_utf8_lossy(head));
-            assert_eq!(fake.node.probes.len(), 0);
+            assert_eq!(fake.node.pool.len(), 0);
         }
     }
 
@@ -308,7 +196,7 @@ mod tests {
                 "{:.40}",
                 String::from_utf8_lossy(head)
             );
-            assert_eq!(fake.node.probes.len(), 0);
+            assert_eq!(fake.node.pool.len(), 0);
         }
         // The node closes in the middle of the head: an error, not sent again.
         let fake = FakeNode::start(Script {
@@ -333,7 +221,7 @@ mod tests {
             assert_eq!(probe(&fake).await.unwrap(), StatusCode::OK);
         }
         assert_eq!(fake.accepted(), 10);
-        assert!(fake.node.probes.len() <= 1);
+        assert!(fake.node.pool.len() <= 1);
     }
 
     /// A kept connection whose far end closed before the runtime saw it: the probe finds
@@ -347,10 +235,10 @@ mod tests {
             .unwrap();
         let (far, _) = listener.accept().await.unwrap();
         drop(far);
-        fake.node.probes.keep(near, Instant::now());
+        fake.node.pool.keep(near, Instant::now());
         assert_eq!(probe(&fake).await.unwrap(), StatusCode::OK);
         assert_eq!(fake.accepted(), 1);
-        assert_eq!(fake.node.probes.len(), 1);
+        assert_eq!(fake.node.pool.len(), 1);
     }
 
     #[tokio::test]
@@ -360,15 +248,15 @@ mod tests {
         let upstream = upstream();
         let connect = || upstream.connect_tcp(&fake.node);
         // Two left over from a burst, then one in use since: keeping it lets the two go.
-        fake.node.probes.keep(connect().await.unwrap(), start);
-        fake.node.probes.keep(connect().await.unwrap(), start);
+        fake.node.pool.keep(connect().await.unwrap(), start);
+        fake.node.pool.keep(connect().await.unwrap(), start);
         let later = start + IDLE_TIMEOUT + Duration::from_secs(1);
-        fake.node.probes.keep(connect().await.unwrap(), later);
-        assert_eq!(fake.node.probes.len(), 1);
+        fake.node.pool.keep(connect().await.unwrap(), later);
+        assert_eq!(fake.node.pool.len(), 1);
         // Taking one past its time gives nothing, and drops it.
         let much_later = later + IDLE_TIMEOUT + Duration::from_secs(1);
-        assert!(fake.node.probes.take(much_later).is_none());
-        assert_eq!(fake.node.probes.len(), 0);
+        assert!(fake.node.pool.take(much_later).is_none());
+        assert_eq!(fake.node.pool.len(), 0);
     }
 
     proptest::proptest! {

@@ -1,0 +1,707 @@
+//! HTTP/1 exchanges with the nodes: the request head written in one go, the response head
+//! parsed with httparse (hyper's own parser), the body framed by Content-Length or chunked
+//! encoding and streamed.
+//!
+//! The router used hyper's client connections here until the seventh session. Each request
+//! then went through a channel to the connection's task, a header map built for the request
+//! and serialised again, hyper's client state machine, and a body channel back, even for a
+//! 4 KiB body that arrived with its head: 37% of the router's user-space instructions per
+//! proxied 4 KiB GET (callgrind, docs/benchmarks.md). Here a body that came with its head
+//! is answered from that one read, on the request's task, and the connection goes straight
+//! back to the node's pool; a longer body is read by a task of its own, one chunk ahead of
+//! the client, as hyper's connection task did.
+//!
+//! Only what a static-content node sends is accepted, and strictly: a response with both
+//! Content-Length and Transfer-Encoding, a Transfer-Encoding other than `chunked`,
+//! Content-Length values that disagree, or a head over [`MAX_HEAD_BYTES`] is an error, never
+//! guessed at. Trailers of a chunked body are read and dropped.
+
+use crate::node::Node;
+use bytes::{Buf as _, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::io::AsyncReadExt as _;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// The largest response head read (hyper's default limit is about this order).
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The most header lines a response may have (hyper's limit too).
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// The first read of a response: room for a head and a small body in one system call.
+pub(crate) const FIRST_READ: usize = 8 * 1024;
+
+/// The longest chunk-size line, and the most trailer bytes, of a chunked body.
+const MAX_CHUNK_LINE: usize = 4 * 1024;
+const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// Why an exchange with a node failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExchangeError {
+    /// The connection failed or closed before the first byte of an answer: on a kept
+    /// connection, the node closed it while idle, and a GET or HEAD can go out again.
+    #[error("no answer: {0}")]
+    NoAnswer(io::Error),
+    /// The connection failed or closed in the middle of the answer.
+    #[error("answer cut short: {0}")]
+    CutShort(io::Error),
+    /// Not an HTTP/1 response this router forwards.
+    #[error("malformed response: {0}")]
+    Malformed(&'static str),
+}
+
+/// Reads into `buf` up to the end of the final response head (interim 1xx answers are
+/// dropped from `buf`) and gives its parse to `take`, with the bytes it was parsed from
+/// (the head starts at the first) and its length. `take` runs once.
+pub(crate) async fn read_head<T>(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    take: impl FnOnce(&httparse::Response<'_, '_>, &[u8], usize) -> Result<T, ExchangeError>,
+) -> Result<T, ExchangeError> {
+    let mut received = false;
+    loop {
+        // What is there first: after an interim answer, the final head may be in already.
+        loop {
+            let mut headers =
+                [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut []);
+            let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut response,
+                buf,
+                &mut headers,
+            );
+            let length = match parsed {
+                Ok(httparse::Status::Complete(length)) if length <= MAX_HEAD_BYTES => length,
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => break,
+                Ok(_) => return Err(ExchangeError::Malformed("response head too large")),
+                Err(_) => return Err(ExchangeError::Malformed("not an HTTP/1 response")),
+            };
+            let status = response
+                .code
+                .and_then(|code| StatusCode::from_u16(code).ok())
+                .ok_or(ExchangeError::Malformed("bad status code"))?;
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(ExchangeError::Malformed(
+                    "101 to a request that asked no upgrade",
+                ));
+            }
+            if status.is_informational() {
+                buf.advance(length);
+                continue;
+            }
+            return take(&response, buf, length);
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(FIRST_READ);
+        }
+        let cut = |e: io::Error| {
+            if received {
+                ExchangeError::CutShort(e)
+            } else {
+                ExchangeError::NoAnswer(e)
+            }
+        };
+        match stream.read_buf(buf).await {
+            Ok(0) => return Err(cut(io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => received = true,
+            Err(e) => return Err(cut(e)),
+        }
+    }
+}
+
+/// How a response's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// No body: an answer to a HEAD, a 204 or a 304.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Everything until the node closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head; its header values are slices of the head's bytes.
+#[derive(Debug)]
+pub(crate) struct Head {
+    status: StatusCode,
+    version: Version,
+    /// Each header's name, and where its value lies in the head.
+    fields: Vec<(HeaderName, usize, usize)>,
+    pub(crate) framing: Framing,
+    /// Whether the connection can carry another request after this body.
+    pub(crate) keep_alive: bool,
+}
+
+/// The head of a response to a request (a HEAD if `to_head`), from httparse's parse of
+/// `raw` (the buffer it parsed): status, headers, framing and keep-alive.
+pub(crate) fn parse_head(
+    response: &httparse::Response<'_, '_>,
+    raw: &[u8],
+    to_head: bool,
+) -> Result<Head, ExchangeError> {
+    let malformed = ExchangeError::Malformed;
+    let status = response
+        .code
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .ok_or(malformed("bad status code"))?;
+    let version = match response.version {
+        Some(1) => Version::HTTP_11,
+        _ => Version::HTTP_10,
+    };
+    let mut fields = Vec::with_capacity(response.headers.len());
+    let (mut length, mut chunked, mut close, mut keep_alive) = (None, false, false, false);
+    let base = raw.as_ptr() as usize;
+    for field in response.headers.iter() {
+        let name = HeaderName::from_bytes(field.name.as_bytes())
+            .map_err(|_| malformed("bad header name"))?;
+        let value = field.value;
+        if name == header::CONTENT_LENGTH {
+            let parsed = parse_length(value).ok_or(malformed("bad content-length"))?;
+            if length.is_some_and(|seen| seen != parsed) {
+                return Err(malformed("content-length values disagree"));
+            }
+            length = Some(parsed);
+        } else if name == header::TRANSFER_ENCODING {
+            if chunked || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(malformed("transfer-encoding other than chunked"));
+            }
+            chunked = true;
+        } else if name == header::CONNECTION {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        let start = value.as_ptr() as usize - base;
+        fields.push((name, start, start + value.len()));
+    }
+    if chunked && length.is_some() {
+        // A request smuggling classic: which one frames the body is anyone's guess.
+        return Err(malformed("both content-length and transfer-encoding"));
+    }
+    let framing =
+        if to_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Framing::None
+        } else if chunked {
+            Framing::Chunked
+        } else if let Some(length) = length {
+            Framing::Length(length)
+        } else {
+            Framing::UntilClose
+        };
+    let keep_alive = framing != Framing::UntilClose
+        && match version {
+            Version::HTTP_11 => !close,
+            _ => keep_alive && !close,
+        };
+    Ok(Head {
+        status,
+        version,
+        fields,
+        framing,
+        keep_alive,
+    })
+}
+
+/// A Content-Length value: digits only, at most 18 of them (no overflow, no sign, no list).
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        value
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+    )
+}
+
+impl Head {
+    /// The response's status, version and headers; `raw` holds the head's bytes, which
+    /// this was parsed from.
+    pub(crate) fn response(self, raw: &Bytes) -> Result<Response<()>, ExchangeError> {
+        let mut headers = HeaderMap::with_capacity(self.fields.len());
+        for (name, start, end) in self.fields {
+            // Checked again by `http` (httparse lets obs-text through, and so does
+            // HeaderValue); a slice of the head, not a copy.
+            let value = HeaderValue::from_maybe_shared(raw.slice(start..end))
+                .map_err(|_| ExchangeError::Malformed("bad header value"))?;
+            headers.append(name, value);
+        }
+        let mut response = Response::new(());
+        *response.status_mut() = self.status;
+        *response.version_mut() = self.version;
+        *response.headers_mut() = headers;
+        Ok(response)
+    }
+}
+
+/// A chunked body's decoder: takes framing off what is in a buffer, hands out the data.
+#[derive(Debug)]
+pub(crate) struct Chunked {
+    state: ChunkState,
+    trailer_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+impl Chunked {
+    pub(crate) fn new() -> Chunked {
+        Chunked {
+            state: ChunkState::Size,
+            trailer_bytes: 0,
+        }
+    }
+
+    /// Whether the last chunk and the trailers have been read.
+    pub(crate) fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// The next piece of data in `buf`, taking the framing before it off; None when `buf`
+    /// holds no more data (more is needed, or the body is [`Chunked::done`]).
+    pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, ExchangeError> {
+        let malformed = ExchangeError::Malformed;
+        loop {
+            match self.state {
+                // httparse reads an empty size line as a last chunk: not here.
+                ChunkState::Size if buf.first() == Some(&b'\r') => {
+                    return Err(malformed("bad chunk size line"))
+                }
+                ChunkState::Size => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        buf.advance(used);
+                        self.state = if size == 0 {
+                            ChunkState::Trailers
+                        } else {
+                            ChunkState::Data(size)
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => {
+                        return Ok(None)
+                    }
+                    _ => return Err(malformed("bad chunk size line")),
+                },
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                    return Ok(Some(buf.split_to(take).freeze()));
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(None);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(malformed("chunk data not followed by CRLF"));
+                    }
+                    buf.advance(2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                        if self.trailer_bytes + buf.len() > MAX_TRAILER_BYTES {
+                            return Err(malformed("trailers too large"));
+                        }
+                        return Ok(None);
+                    };
+                    self.trailer_bytes += end + 2;
+                    if self.trailer_bytes > MAX_TRAILER_BYTES {
+                        return Err(malformed("trailers too large"));
+                    }
+                    buf.advance(end + 2);
+                    if end == 0 {
+                        self.state = ChunkState::Done;
+                    }
+                }
+                ChunkState::Done => return Ok(None),
+            }
+        }
+    }
+}
+
+/// A node's response body: whole (it came with the head), or streamed by a reader task.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    kind: BodyKind,
+}
+
+#[derive(Debug)]
+enum BodyKind {
+    Whole(Option<Bytes>),
+    Streamed {
+        chunks: mpsc::Receiver<io::Result<Bytes>>,
+        hint: SizeHint,
+    },
+}
+
+impl UpstreamBody {
+    pub(crate) fn whole(bytes: Bytes) -> UpstreamBody {
+        UpstreamBody {
+            kind: BodyKind::Whole((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match &mut self.get_mut().kind {
+            BodyKind::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            BodyKind::Streamed { chunks, .. } => chunks
+                .poll_recv(cx)
+                .map(|next| next.map(|chunk| chunk.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.kind, BodyKind::Whole(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Whole(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            BodyKind::Streamed { hint, .. } => *hint,
+        }
+    }
+}
+
+/// The body after a head whose rest is in `buf`: whole if it is all there (the connection
+/// then goes back to `node`'s pool at once), else streamed by a task that reads it, up to
+/// `chunk` bytes at a time, and gives the connection back at its end when it can be reused.
+pub(crate) fn body(
+    node: &Arc<Node>,
+    stream: TcpStream,
+    mut buf: BytesMut,
+    framing: Framing,
+    keep_alive: bool,
+    chunk: usize,
+) -> UpstreamBody {
+    match framing {
+        Framing::None => {
+            if keep_alive && buf.is_empty() {
+                node.pool.keep(stream, Instant::now());
+            }
+            UpstreamBody::whole(Bytes::new())
+        }
+        Framing::Length(length) if buf.len() as u64 >= length => {
+            let whole = buf.split_to(length as usize).freeze();
+            // Bytes after the body answer nothing we asked: such a connection is not reused.
+            if keep_alive && buf.is_empty() {
+                node.pool.keep(stream, Instant::now());
+            }
+            UpstreamBody::whole(whole)
+        }
+        _ => {
+            let hint = match framing {
+                Framing::Length(length) => SizeHint::with_exact(length),
+                _ => SizeHint::default(),
+            };
+            // One chunk waits while the client takes the one before: reading ahead keeps
+            // the node's socket drained (the fifth session measured its loss at 256 KiB).
+            let (tx, chunks) = mpsc::channel(1);
+            let reader = Reader {
+                node: node.clone(),
+                stream,
+                buf,
+                chunk,
+                tx,
+            };
+            tokio::spawn(reader.run(framing, keep_alive));
+            UpstreamBody {
+                kind: BodyKind::Streamed { chunks, hint },
+            }
+        }
+    }
+}
+
+/// Reads one streamed body off a node's connection.
+struct Reader {
+    node: Arc<Node>,
+    stream: TcpStream,
+    buf: BytesMut,
+    chunk: usize,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+}
+
+impl Reader {
+    async fn run(mut self, framing: Framing, keep_alive: bool) {
+        let finished = match framing {
+            Framing::Length(length) => self.length(length).await,
+            Framing::Chunked => self.chunked().await,
+            Framing::UntilClose | Framing::None => self.until_close().await,
+        };
+        match finished {
+            Ok(true) if keep_alive && self.buf.is_empty() => {
+                self.node.pool.keep(self.stream, Instant::now());
+            }
+            Ok(_) => {}
+            Err(error) => {
+                // The client sees its response cut short; the node's connection is closed.
+                let _ = self.tx.send(Err(error)).await;
+            }
+        }
+    }
+
+    /// Reads more into the buffer, up to `want` bytes (at least one); false at the end of
+    /// the stream.
+    async fn fill(&mut self, want: usize) -> io::Result<bool> {
+        let want = want.clamp(1, self.chunk);
+        if self.buf.capacity() - self.buf.len() < want {
+            self.buf.reserve(want);
+        }
+        Ok(self.stream.read_buf(&mut self.buf).await? > 0)
+    }
+
+    /// Hands a piece of the body to the client's side; false if it has gone.
+    async fn hand(&self, bytes: Bytes) -> bool {
+        self.tx.send(Ok(bytes)).await.is_ok()
+    }
+
+    async fn length(&mut self, mut left: u64) -> io::Result<bool> {
+        loop {
+            if !self.buf.is_empty() {
+                let take = usize::try_from(left)
+                    .unwrap_or(usize::MAX)
+                    .min(self.buf.len());
+                left -= take as u64;
+                let piece = self.buf.split_to(take).freeze();
+                if !self.hand(piece).await {
+                    return Ok(false);
+                }
+            }
+            if left == 0 {
+                return Ok(true);
+            }
+            if !self
+                .fill(usize::try_from(left).unwrap_or(usize::MAX))
+                .await?
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "node closed mid-body",
+                ));
+            }
+        }
+    }
+
+    async fn chunked(&mut self) -> io::Result<bool> {
+        let mut decoder = Chunked::new();
+        loop {
+            while let Some(data) = decoder.decode(&mut self.buf).map_err(io::Error::other)? {
+                if !self.hand(data).await {
+                    return Ok(false);
+                }
+            }
+            if decoder.done() {
+                return Ok(true);
+            }
+            if !self.fill(self.chunk).await? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "node closed mid-body",
+                ));
+            }
+        }
+    }
+
+    async fn until_close(&mut self) -> io::Result<bool> {
+        loop {
+            if !self.buf.is_empty() {
+                let piece = self.buf.split().freeze();
+                if !self.hand(piece).await {
+                    return Ok(false);
+                }
+            }
+            if !self.fill(self.chunk).await? {
+                return Ok(false);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `parse_head` on a whole head.
+    fn head(raw: &[u8], to_head: bool) -> Result<Head, ExchangeError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        assert!(response.parse(raw).unwrap().is_complete());
+        parse_head(&response, raw, to_head)
+    }
+
+    #[test]
+    fn framing_and_keep_alive_follow_rfc_9112() {
+        for (raw, to_head, framing, keep_alive) in [
+            (&b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n"[..], false, Framing::Length(12), true),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\ncontent-length: 12\r\n\r\n", false, Framing::Length(12), true),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", true, Framing::None, true),
+            (b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\n", false, Framing::None, true),
+            (b"HTTP/1.1 304 Not Modified\r\n\r\n", false, Framing::None, true),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n", false, Framing::Chunked, true),
+            (b"HTTP/1.1 200 OK\r\n\r\n", false, Framing::UntilClose, false),
+            (b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nConnection: keep-alive, Close\r\n\r\n", false, Framing::Length(0), false),
+            (b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", false, Framing::Length(1), false),
+            (b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\nconnection: Keep-Alive\r\n\r\n", false, Framing::Length(1), true),
+        ] {
+            let parsed = head(raw, to_head).unwrap();
+            let label = String::from_utf8_lossy(raw);
+            assert_eq!(parsed.framing, framing, "{label}");
+            assert_eq!(parsed.keep_alive, keep_alive, "{label}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_framing_is_refused() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2, 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: \r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1234567890123456789\r\n\r\n",
+        ] {
+            assert!(
+                head(raw, false).is_err(),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn header_values_are_slices_of_the_head() {
+        let raw = Bytes::from_static(b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nX-A: 1\r\nX-A: 2\r\n\r\n");
+        let response = head(&raw, false).unwrap().response(&raw).unwrap();
+        assert_eq!(response.headers()["etag"], "\"e\"");
+        let all: Vec<_> = response.headers().get_all("x-a").iter().collect();
+        assert_eq!(all, ["1", "2"]);
+    }
+
+    /// Decodes `wire` fed in pieces of the given sizes; the decoded data, whether the body
+    /// ended, and what was left after it.
+    fn decode_in_pieces(
+        wire: &[u8],
+        pieces: &[usize],
+    ) -> Result<(Vec<u8>, bool, Vec<u8>), ExchangeError> {
+        let (mut decoder, mut buf, mut out) = (Chunked::new(), BytesMut::new(), Vec::new());
+        let (mut fed, mut sizes) = (0, pieces.iter().cycle());
+        loop {
+            while let Some(data) = decoder.decode(&mut buf)? {
+                out.extend_from_slice(&data);
+            }
+            if decoder.done() || fed == wire.len() {
+                return Ok((out, decoder.done(), buf.to_vec()));
+            }
+            let n = (*sizes.next().unwrap()).clamp(1, wire.len() - fed);
+            buf.extend_from_slice(&wire[fed..fed + n]);
+            fed += n;
+        }
+    }
+
+    #[test]
+    fn malformed_chunked_bodies_are_errors() {
+        for wire in [
+            &b"5\r\nhelloXX0\r\n\r\n"[..],
+            b"\r\n",
+            b"zz\r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"fffffffffffffffff\r\n",
+        ] {
+            assert!(
+                decode_in_pieces(wire, &[1]).is_err(),
+                "{}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+        let endless_trailer = [&b"0\r\nx: "[..], &vec![b'a'; MAX_TRAILER_BYTES]].concat();
+        assert!(decode_in_pieces(&endless_trailer, &[4096]).is_err());
+        let endless_size_line = [&b"1;"[..], &vec![b'a'; MAX_CHUNK_LINE]].concat();
+        assert!(decode_in_pieces(&endless_size_line, &[1000]).is_err());
+    }
+
+    proptest! {
+        /// Any body, in any chunks (with extensions and trailers), read in any pieces,
+        /// comes out whole, and what follows the body is left in the buffer.
+        #[test]
+        fn chunked_bodies_decode_whole(
+            body in proptest::collection::vec(any::<u8>(), 0..3000),
+            cuts in proptest::collection::vec(1usize..700, 1..8),
+            pieces in proptest::collection::vec(1usize..300, 1..8),
+            extension in any::<bool>(),
+            trailer in any::<bool>(),
+        ) {
+            let mut wire = Vec::new();
+            let (mut at, mut cut) = (0, cuts.iter().cycle());
+            while at < body.len() {
+                let n = (*cut.next().unwrap()).min(body.len() - at);
+                wire.extend_from_slice(format!("{n:X}").as_bytes());
+                if extension {
+                    wire.extend_from_slice(b";name=\"v\"");
+                }
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(&body[at..at + n]);
+                wire.extend_from_slice(b"\r\n");
+                at += n;
+            }
+            wire.extend_from_slice(b"0\r\n");
+            if trailer {
+                wire.extend_from_slice(b"x-checksum: 1\r\n");
+            }
+            wire.extend_from_slice(b"\r\nHTTP/1.1 next");
+            let (decoded, done, left) = decode_in_pieces(&wire, &pieces).unwrap();
+            prop_assert_eq!(decoded, body);
+            prop_assert!(done);
+            prop_assert!(b"HTTP/1.1 next".starts_with(&left));
+        }
+
+        /// Arbitrary bytes never panic the decoder nor make it hand out more than it got.
+        #[test]
+        fn arbitrary_bytes_are_decoded_or_refused(
+            wire in proptest::collection::vec(any::<u8>(), 0..600),
+            pieces in proptest::collection::vec(1usize..64, 1..4),
+        ) {
+            if let Ok((decoded, _, _)) = decode_in_pieces(&wire, &pieces) {
+                prop_assert!(decoded.len() <= wire.len());
+            }
+        }
+    }
+}
