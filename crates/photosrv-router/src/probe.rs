@@ -11,12 +11,10 @@
 use crate::forward::VIA;
 use crate::h1::{self, ExchangeError};
 use crate::node::Node;
-use crate::pool::{Upstream, UpstreamError};
-use bytes::BytesMut;
+use crate::pool::{Connection, Upstream, UpstreamError};
 use http::{HeaderValue, StatusCode};
 use std::time::Instant;
 use tokio::io::AsyncWriteExt as _;
-use tokio::net::TcpStream;
 
 /// The probe request for `target` (origin form, a node's base path included) at a node
 /// whose Host is `host`. None when `target` cannot go on a request line as it is: a space,
@@ -54,14 +52,14 @@ impl Upstream {
         request: &[u8],
     ) -> Result<StatusCode, UpstreamError> {
         loop {
-            let (stream, reused) = match node.pool.take(Instant::now()) {
-                Some(stream) => (stream, true),
-                None => (self.connect_tcp(node).await?, false),
+            let (connection, reused) = match node.pool.take(Instant::now()) {
+                Some(connection) => (connection, true),
+                None => (Connection::new(self.connect_tcp(node).await?), false),
             };
-            match exchange(stream, request).await {
+            match exchange(connection, request).await {
                 Ok((status, reusable)) => {
-                    if let Some(stream) = reusable {
-                        node.pool.keep(stream, Instant::now());
+                    if let Some(connection) = reusable {
+                        node.pool.keep(connection, Instant::now());
                     }
                     return Ok(status);
                 }
@@ -73,29 +71,31 @@ impl Upstream {
 }
 
 /// Writes `request` and reads the answer's head; returns its status, and the connection if
-/// it can carry another probe.
+/// it can carry another request.
 async fn exchange(
-    mut stream: TcpStream,
+    mut connection: Connection,
     request: &[u8],
-) -> Result<(StatusCode, Option<TcpStream>), ExchangeError> {
+) -> Result<(StatusCode, Option<Connection>), ExchangeError> {
+    let Connection { stream, buf } = &mut connection;
     stream
         .write_all(request)
         .await
         .map_err(ExchangeError::NoAnswer)?;
-    let mut buf = BytesMut::with_capacity(1024);
-    let (status, reusable) = h1::read_head(&mut stream, &mut buf, |response, raw, length| {
+    buf.reserve(1024);
+    let (status, reusable) = h1::read_head(stream, buf, |response, raw, length| {
         let status = response
             .code
             .and_then(|code| StatusCode::from_u16(code).ok())
             .ok_or(ExchangeError::Malformed("bad status code"))?;
         // An answer to a HEAD ends with its head: anything after it would be read as the
-        // next probe's answer, so such a connection is not kept.
+        // next request's answer, so such a connection is not kept.
         let reusable =
             response.version == Some(1) && length == raw.len() && !asks_to_close(response);
         Ok((status, reusable))
     })
     .await?;
-    Ok((status, reusable.then_some(stream)))
+    buf.clear();
+    Ok((status, reusable.then_some(connection)))
 }
 
 /// Whether a response's Connection header says `close`.
@@ -230,12 +230,12 @@ mod tests {
     async fn a_probe_on_a_connection_closed_unseen_goes_out_again() {
         let fake = node_answering(b"HTTP/1.1 200 OK\r\n\r\n").await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let near = TcpStream::connect(listener.local_addr().unwrap())
+        let near = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (far, _) = listener.accept().await.unwrap();
         drop(far);
-        fake.node.pool.keep(near, Instant::now());
+        fake.node.pool.keep(Connection::new(near), Instant::now());
         assert_eq!(probe(&fake).await.unwrap(), StatusCode::OK);
         assert_eq!(fake.accepted(), 1);
         assert_eq!(fake.node.pool.len(), 1);
@@ -248,10 +248,16 @@ mod tests {
         let upstream = upstream();
         let connect = || upstream.connect_tcp(&fake.node);
         // Two left over from a burst, then one in use since: keeping it lets the two go.
-        fake.node.pool.keep(connect().await.unwrap(), start);
-        fake.node.pool.keep(connect().await.unwrap(), start);
+        fake.node
+            .pool
+            .keep(Connection::new(connect().await.unwrap()), start);
+        fake.node
+            .pool
+            .keep(Connection::new(connect().await.unwrap()), start);
         let later = start + IDLE_TIMEOUT + Duration::from_secs(1);
-        fake.node.pool.keep(connect().await.unwrap(), later);
+        fake.node
+            .pool
+            .keep(Connection::new(connect().await.unwrap()), later);
         assert_eq!(fake.node.pool.len(), 1);
         // Taking one past its time gives nothing, and drops it.
         let much_later = later + IDLE_TIMEOUT + Duration::from_secs(1);
