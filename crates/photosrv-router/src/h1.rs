@@ -8,8 +8,9 @@
 //! 4 KiB body that arrived with its head: 37% of the router's user-space instructions per
 //! proxied 4 KiB GET (callgrind, docs/benchmarks.md). Here a body that came with its head
 //! is answered from that one read, on the request's task, and the connection goes straight
-//! back to the node's pool; a longer body is read by a task of its own, one chunk ahead of
-//! the client, as hyper's connection task did.
+//! back to the node's pool; a longer body is read by a task of its own, one piece ahead of
+//! the client, as hyper's connection task did. A proxied 4 KiB GET went from 38.9k to 28.8k
+//! instructions (callgrind), with the same system calls.
 //!
 //! Only what a static-content node sends is accepted, and strictly: a response with both
 //! Content-Length and Transfer-Encoding, a Transfer-Encoding other than `chunked`,
@@ -431,8 +432,9 @@ pub(crate) fn body(
                 Framing::Length(length) => SizeHint::with_exact(length),
                 _ => SizeHint::default(),
             };
-            // One piece waits while the client takes the one before: reading ahead keeps
-            // the node's socket drained (the fifth session measured its loss at 256 KiB).
+            // The reader reads the next piece while the client's side writes the one before,
+            // as hyper's connection task did (without that read-ahead the fifth session
+            // measured a loss at 256 KiB); one piece at most waits in between.
             let (tx, chunks) = mpsc::channel(1);
             let reader = Reader {
                 node: node.clone(),

@@ -24,9 +24,14 @@ pub struct Node {
     /// The `Host` header to send.
     pub host_header: HeaderValue,
     metrics: OnceLock<NodeMetrics>,
-    /// Its idle keep-alive connections, for GETs, HEADs and multi-HEAD probes alike; kept
+    /// Its idle keep-alive connections for GETs and HEADs, each with its read buffer; kept
     /// across reloads with the node.
     pub(crate) pool: IdleConnections,
+    /// And for multi-HEAD probes, apart: their buffers stay small. Shared with GETs, the
+    /// probes' connections grew GET-sized buffers too, and multihead kept about twice as
+    /// many connections holding one as random mode (docs/benchmarks.md, "Where the memory
+    /// goes").
+    pub(crate) probes: IdleConnections,
     /// Until when (ms since `epoch`) the node is ejected; 0 when healthy.
     ejected_until_ms: AtomicU64,
     epoch: Instant,
@@ -52,6 +57,7 @@ impl Node {
             host_header,
             metrics: OnceLock::new(),
             pool: IdleConnections::default(),
+            probes: IdleConnections::default(),
             ejected_until_ms: AtomicU64::new(0),
             epoch,
         }

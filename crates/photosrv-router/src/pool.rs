@@ -5,7 +5,8 @@
 //! (SipHash over scheme and authority) and run through several futures on every request:
 //! 16% of the router's user-space instructions per 4 KiB request (docs/benchmarks.md). Here
 //! each [`Node`] owns its connections, so finding one is a scan of a short list, and an idle
-//! connection is a socket and nothing else: no task, no read buffer.
+//! connection is a socket and its read buffer: no task. (Multi-HEAD probes keep theirs in a
+//! list of their own, see `probe.rs`.)
 //!
 //! What hyper-util's pool did that this keeps: a request that meets a kept connection the
 //! node has just closed goes out again on another one (a GET or HEAD that got no byte of an
@@ -490,6 +491,39 @@ mod tests {
                 String::from_utf8_lossy(sent)
             );
             assert_eq!(node.pool.len(), 0);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever a node sends before closing, a GET ends (no panic, no wait past the
+        /// close), and a body that arrives is never longer than what was sent.
+        #[test]
+        fn any_answer_ends_the_exchange(
+            status_line in proptest::prop_oneof![
+                proptest::strategy::Just(&b""[..]),
+                proptest::strategy::Just(&b"HTTP/1.1 200 OK\r\n"[..]),
+                proptest::strategy::Just(&b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n"[..]),
+                proptest::strategy::Just(&b"HTTP/1.1 200 OK\r\ncontent-length: 20\r\n"[..]),
+            ],
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            let answer: &'static [u8] = Box::leak([status_line, &rest].concat().into_boxed_slice());
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let outcome = runtime.block_on(async {
+                let (_fake, node) = node_with(Script { answers: 1, head: answer, body: b"", ..Script::default() }).await;
+                tokio::time::timeout(Duration::from_secs(5), async {
+                    match upstream().send(&node, GET, false).await {
+                        Ok(response) => Some(body(response).await),
+                        Err(_) => None,
+                    }
+                })
+                .await
+            });
+            let outcome = outcome.expect("the exchange outlived the node's close");
+            if let Some(Ok(bytes)) = outcome {
+                proptest::prop_assert!(bytes.len() <= answer.len());
+            }
         }
     }
 }

@@ -1,5 +1,4 @@
-//! Multi-HEAD probes: a HEAD to a node, read up to its status, over the node's kept
-//! connections.
+//! Multi-HEAD probes: a HEAD to a node, read up to its status, on connections of their own.
 //!
 //! Through hyper's client a probe cost as much user-space CPU as a whole proxied 4 KiB GET:
 //! a request and a header map built, a trip through a channel to the connection's task and
@@ -52,14 +51,14 @@ impl Upstream {
         request: &[u8],
     ) -> Result<StatusCode, UpstreamError> {
         loop {
-            let (connection, reused) = match node.pool.take(Instant::now()) {
+            let (connection, reused) = match node.probes.take(Instant::now()) {
                 Some(connection) => (connection, true),
                 None => (Connection::new(self.connect_tcp(node).await?), false),
             };
             match exchange(connection, request).await {
                 Ok((status, reusable)) => {
                     if let Some(connection) = reusable {
-                        node.pool.keep(connection, Instant::now());
+                        node.probes.keep(connection, Instant::now());
                     }
                     return Ok(status);
                 }
@@ -113,7 +112,6 @@ mod tests {
     use super::*;
     use crate::fake_node::{FakeNode, Script};
     use crate::h1::MAX_HEAD_BYTES;
-    use crate::pool::IDLE_TIMEOUT;
     use std::time::Duration;
 
     fn upstream() -> Upstream {
@@ -143,7 +141,7 @@ mod tests {
             assert_eq!(status, StatusCode::NOT_FOUND);
         }
         assert_eq!(fake.accepted(), 1);
-        assert_eq!(fake.node.pool.len(), 1);
+        assert_eq!(fake.node.probes.len(), 1);
         let host = fake.node.addr.authority.clone();
         assert_eq!(
             String::from_utf8(fake.requests()[0].clone()).unwrap(),
@@ -158,7 +156,7 @@ mod tests {
         )
         .await;
         assert_eq!(probe(&fake).await.unwrap(), StatusCode::OK);
-        assert_eq!(fake.node.pool.len(), 1);
+        assert_eq!(fake.node.probes.len(), 1);
     }
 
     /// `Connection: close`, HTTP/1.0 and bytes after the head (a body to a HEAD): the
@@ -175,7 +173,7 @@ mod tests {
                 assert_eq!(probe(&fake).await.unwrap(), StatusCode::OK);
             }
             assert_eq!(fake.accepted(), 2, "{}", String::from_utf8_lossy(head));
-            assert_eq!(fake.node.pool.len(), 0);
+            assert_eq!(fake.node.probes.len(), 0);
         }
     }
 
@@ -196,7 +194,7 @@ mod tests {
                 "{:.40}",
                 String::from_utf8_lossy(head)
             );
-            assert_eq!(fake.node.pool.len(), 0);
+            assert_eq!(fake.node.probes.len(), 0);
         }
         // The node closes in the middle of the head: an error, not sent again.
         let fake = FakeNode::start(Script {
@@ -221,7 +219,7 @@ mod tests {
             assert_eq!(probe(&fake).await.unwrap(), StatusCode::OK);
         }
         assert_eq!(fake.accepted(), 10);
-        assert!(fake.node.pool.len() <= 1);
+        assert!(fake.node.probes.len() <= 1);
     }
 
     /// A kept connection whose far end closed before the runtime saw it: the probe finds
@@ -235,34 +233,10 @@ mod tests {
             .unwrap();
         let (far, _) = listener.accept().await.unwrap();
         drop(far);
-        fake.node.pool.keep(Connection::new(near), Instant::now());
+        fake.node.probes.keep(Connection::new(near), Instant::now());
         assert_eq!(probe(&fake).await.unwrap(), StatusCode::OK);
         assert_eq!(fake.accepted(), 1);
-        assert_eq!(fake.node.pool.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn idle_connections_expire() {
-        let fake = node_answering(b"HTTP/1.1 200 OK\r\n\r\n").await;
-        let start = Instant::now();
-        let upstream = upstream();
-        let connect = || upstream.connect_tcp(&fake.node);
-        // Two left over from a burst, then one in use since: keeping it lets the two go.
-        fake.node
-            .pool
-            .keep(Connection::new(connect().await.unwrap()), start);
-        fake.node
-            .pool
-            .keep(Connection::new(connect().await.unwrap()), start);
-        let later = start + IDLE_TIMEOUT + Duration::from_secs(1);
-        fake.node
-            .pool
-            .keep(Connection::new(connect().await.unwrap()), later);
-        assert_eq!(fake.node.pool.len(), 1);
-        // Taking one past its time gives nothing, and drops it.
-        let much_later = later + IDLE_TIMEOUT + Duration::from_secs(1);
-        assert!(fake.node.pool.take(much_later).is_none());
-        assert_eq!(fake.node.pool.len(), 0);
+        assert_eq!(fake.node.probes.len(), 1);
     }
 
     proptest::proptest! {
