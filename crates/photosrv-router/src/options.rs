@@ -37,8 +37,8 @@ pub struct RouterOptions {
     pub max_connections: usize,
     /// Largest request head accepted (431 beyond).
     pub max_header_bytes: usize,
-    /// The most read from a node at once, per connection: each connection that carried a
-    /// large body keeps a buffer this big while it lives.
+    /// The most read from a node at once, per connection: each kept connection that carried
+    /// a large body holds a read buffer up to this big while it lives.
     pub upstream_buffer_bytes: usize,
     /// The secret for migration switching; switching is refused without one.
     pub migration_key: Option<String>,
@@ -81,7 +81,8 @@ impl RouterOptions {
             reload_poll: ms(s.reload_poll_ms, 1_000),
             max_connections: s.max_connections.unwrap_or(10_000),
             max_header_bytes: s.max_header_bytes.unwrap_or(64 * 1024).max(8192),
-            // hyper's smallest buffer is 8 KiB.
+            // A response's first read is 8 KiB (`h1::FIRST_READ`): smaller reads would only add
+            // system calls.
             upstream_buffer_bytes: s.upstream_buffer_bytes.unwrap_or(128 * 1024).max(8192),
             migration_key: s.migration_key.filter(|k| !k.is_empty()),
             migration_state: s.migration_state,
@@ -123,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn upstream_buffer_defaults_to_128_kib_and_never_goes_below_hyper_minimum() {
+    fn upstream_buffer_defaults_to_128_kib_and_never_goes_below_8_kib() {
         let config = |setting: &str| {
             let text = format!("<photosrv>\n{setting}\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n");
             Config::parse(std::path::Path::new("/p.cfg"), text.as_bytes())
@@ -134,7 +135,6 @@ mod tests {
         };
         assert_eq!(parse(""), 128 * 1024);
         assert_eq!(parse("upstream_buffer_bytes 65536"), 64 * 1024);
-        // hyper panics on a buffer under 8 KiB.
         assert_eq!(parse("upstream_buffer_bytes 100"), 8192);
         let error = config("upstream_buffer_bytes lots").unwrap_err();
         assert!(error.to_string().contains("/p.cfg:2:23"), "{error}");
