@@ -134,8 +134,8 @@ impl<'r> Forwarding<'r> {
     }
 
     /// The request head for one attempt at `node`: the request line for `target` (origin
-    /// form, the node's base path included), Host, the client's headers less hop-by-hop
-    /// headers, Host, Content-Length and X-Forwarded-For, then X-Forwarded-For and Via. None
+    /// form, the node's base path included); Host; the client's headers except hop-by-hop
+    /// ones, Host, Content-Length and X-Forwarded-For; then X-Forwarded-For and Via. None
     /// when `target` cannot go on a request line as it is: a space, a control character or
     /// DEL would end the line or smuggle another. (Header names and values came through
     /// hyper's parser and `http`'s checks: no CR, LF or NUL.)
@@ -451,6 +451,72 @@ mod tests {
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert_eq!(ip_header_value(ip).to_str().unwrap(), ip.to_string());
+        }
+    }
+
+    /// What a node receives: the client's end-to-end headers, its own Host, the client's
+    /// address appended to X-Forwarded-For, Via; no hop-by-hop header, none the client's
+    /// Connection header named, no Content-Length.
+    #[test]
+    fn request_heads_carry_end_to_end_headers_only() {
+        let mut client = HeaderMap::new();
+        for (name, value) in [
+            ("host", "photos.example"),
+            ("connection", "keep-alive, x-private"),
+            ("x-private", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("content-length", "0"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("range", "bytes=0-1"),
+            ("if-none-match", "\"e\""),
+        ] {
+            client.append(name, HeaderValue::from_static(value));
+        }
+        let forwarding = Forwarding::new(&client, "127.0.0.1".parse().unwrap());
+        let addr = photosrv_config::NodeAddr::parse("http://node:8080/base").unwrap();
+        let node = Node::new(addr, Instant::now());
+        let head = forwarding
+            .request_head(&Method::GET, &node, "/base/a/b.jpg?x=1")
+            .unwrap();
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut request = httparse::Request::new(&mut headers);
+        assert_eq!(
+            request.parse(&head).unwrap(),
+            httparse::Status::Complete(head.len())
+        );
+        assert_eq!(
+            (request.method, request.path),
+            (Some("GET"), Some("/base/a/b.jpg?x=1"))
+        );
+        let sent: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let want = [
+            ("host", "node:8080"),
+            ("range", "bytes=0-1"),
+            ("if-none-match", "\"e\""),
+            ("x-forwarded-for", "10.0.0.1, 127.0.0.1"),
+            ("via", "1.1 photosrv"),
+        ];
+        assert_eq!(
+            sent,
+            want.map(|(n, v)| (n.to_owned(), v.to_owned())),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        for bad in ["", "/a b", "/a\r\nX-Smuggled: 1", "/a\tb", "/a\x7f"] {
+            assert!(
+                forwarding.request_head(&Method::GET, &node, bad).is_none(),
+                "{bad:?}"
+            );
         }
     }
 

@@ -441,15 +441,12 @@ mod tests {
     }
 
     /// What a node must not send is an error before any byte goes to the client, or, in
-    /// the middle of a body, an error on the body: never a guess at the framing.
+    /// the middle of a body, an error on the body: never a guess at the framing. (Each way
+    /// of framing a body ambiguously is a case of `h1`'s `ambiguous_framing_is_refused`.)
     #[tokio::test]
     async fn malformed_or_cut_answers_are_errors() {
         for head in [
             &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n"[..],
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\ncontent-length: -2\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\ncontent-length: 99999999999999999999\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nx-bad: a\x01b\r\n\r\n",
             b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
             b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
