@@ -372,8 +372,15 @@ mod tests {
                 b"ok",
                 true,
             ),
-            // Bytes after the body answer nothing asked: the connection is not reused.
+            // Bytes after the body answer nothing asked: the connection is not reused,
+            // whether they come in the head's read or after it.
             (ok, b"okEXTRA", b"ok", false),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA",
+                b"",
+                b"ok",
+                false,
+            ),
         ] {
             let label = String::from_utf8_lossy(&head[..head.len().min(60)]).into_owned();
             for delay in [Duration::ZERO, Duration::from_millis(20)] {
