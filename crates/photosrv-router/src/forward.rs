@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Hop-by-hop headers (RFC 9110 7.6.1), never forwarded in either direction.
-const HOP_BY_HOP: [HeaderName; 7] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -44,32 +44,6 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         })
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect()
-}
-
-/// Removes hop-by-hop headers, including those the Connection header names. One scan
-/// notes which are present, so the common response (a `Connection: keep-alive` and nothing
-/// else of the kind) costs one removal, not seven.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut present = 0u8;
-    for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-            present |= 1 << i;
-        }
-    }
-    if present == 0 {
-        return;
-    }
-    // HOP_BY_HOP[0] is Connection.
-    if present & 1 != 0 {
-        for name in connection_listed(headers) {
-            headers.remove(name);
-        }
-    }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 {
-            headers.remove(name);
-        }
-    }
 }
 
 /// The client IP as a header value; IPv4 written by hand, as `fmt` costs more than the
@@ -518,35 +492,5 @@ mod tests {
                 "{bad:?}"
             );
         }
-    }
-
-    #[test]
-    fn hop_by_hop_headers_are_stripped() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-private"),
-        );
-        headers.insert("x-private", HeaderValue::from_static("1"));
-        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::ETAG, HeaderValue::from_static("\"e\""));
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(
-            headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
-            ["etag"]
-        );
-
-        // Every kind, without a Connection header, some twice.
-        let mut headers = HeaderMap::new();
-        for name in &HOP_BY_HOP[1..] {
-            headers.append(name.clone(), HeaderValue::from_static("x"));
-            headers.append(name.clone(), HeaderValue::from_static("y"));
-        }
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(
-            headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
-            ["content-length"]
-        );
     }
 }

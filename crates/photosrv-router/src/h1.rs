@@ -17,6 +17,7 @@
 //! Content-Length values that disagree, or a head over [`MAX_HEAD_BYTES`] is an error, never
 //! guessed at. Trailers of a chunked body are read and dropped.
 
+use crate::forward::HOP_BY_HOP;
 use crate::node::Node;
 use crate::pool::Connection;
 use bytes::{Buf as _, Bytes, BytesMut};
@@ -133,7 +134,8 @@ pub(crate) enum Framing {
     UntilClose,
 }
 
-/// A parsed response head; its header values are slices of the head's bytes.
+/// A parsed response head, hop-by-hop headers left out; its header values are slices of
+/// the head's bytes.
 #[derive(Debug)]
 pub(crate) struct Head {
     status: StatusCode,
@@ -163,6 +165,8 @@ pub(crate) fn parse_head(
     };
     let mut fields = Vec::with_capacity(response.headers.len());
     let (mut length, mut chunked, mut close, mut keep_alive) = (None, false, false, false);
+    // Header names the Connection header lists besides keep-alive and close: hop-by-hop too.
+    let mut listed = Vec::new();
     let base = raw.as_ptr() as usize;
     for field in response.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
@@ -181,12 +185,23 @@ pub(crate) fn parse_head(
             chunked = true;
         } else if name == header::CONNECTION {
             for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep_alive = true;
+                } else if let Ok(other) = HeaderName::from_bytes(token) {
+                    listed.push(other);
+                }
             }
         }
-        let start = value.as_ptr() as usize - base;
-        fields.push((name, start, start + value.len()));
+        // Hop-by-hop headers stop here: the router's client connection has its own.
+        if !HOP_BY_HOP.contains(&name) {
+            let start = value.as_ptr() as usize - base;
+            fields.push((name, start, start + value.len()));
+        }
+    }
+    if !listed.is_empty() {
+        fields.retain(|(name, _, _)| !listed.contains(name));
     }
     if chunked && length.is_some() {
         // A request smuggling classic: which one frames the body is anyone's guess.
@@ -633,6 +648,22 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_left_out() {
+        let raw = Bytes::from_static(
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Private\r\nX-Private: 1\r\n\
+              Keep-Alive: timeout=5\r\nProxy-Connection: x\r\nTE: x\r\nTrailer: x\r\n\
+              Upgrade: x\r\nETag: \"e\"\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        let response = head(&raw, false).unwrap().response(&raw).unwrap();
+        let names: Vec<_> = response.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["etag"]);
+        // Content-Length is end-to-end.
+        let raw = Bytes::from_static(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+        let response = head(&raw, false).unwrap().response(&raw).unwrap();
+        assert_eq!(response.headers()["content-length"], "2");
     }
 
     #[test]

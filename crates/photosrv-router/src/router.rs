@@ -214,8 +214,8 @@ impl Router {
                     node,
                     attempts,
                 } => {
+                    // The exchange left the node's hop-by-hop headers out (`h1.rs`).
                     let (mut parts, body) = response.into_parts();
-                    forward::strip_hop_by_hop(&mut parts.headers);
                     parts.headers.append(header::VIA, forward::VIA.clone());
                     (
                         Response::from_parts(parts, Either::Left(body)),
