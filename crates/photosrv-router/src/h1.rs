@@ -9,7 +9,7 @@
 //! proxied 4 KiB GET (callgrind, docs/benchmarks.md). Here a body that came with its head
 //! is answered from that one read, on the request's task, and the connection goes straight
 //! back to the node's pool; a longer body is read by a task of its own, one piece ahead of
-//! the client, as hyper's connection task did. A proxied 4 KiB GET went from 38.9k to 28.8k
+//! the client, as hyper's connection task did. A proxied 4 KiB GET went from 38.9k to 27.6k
 //! instructions (callgrind), with the same system calls.
 //!
 //! Only what a static-content node sends is accepted, and strictly: a response with both
