@@ -34,7 +34,8 @@ use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-/// The largest response head read (hyper's default limit is about this order).
+/// The largest response head read: the router's default limit on a client's request head
+/// (`max_header_bytes`).
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// The most header lines a response may have (hyper's limit too).
