@@ -110,20 +110,10 @@ impl<'r> Forwarding<'r> {
     /// The request head for one attempt at `node`: the request line for `target` (origin
     /// form, the node's base path included); Host; the client's headers except hop-by-hop
     /// ones, Host, Content-Length and X-Forwarded-For; then X-Forwarded-For and Via. None
-    /// when `target` cannot go on a request line as it is: a space, a control character or
-    /// DEL would end the line or smuggle another. (Header names and values came through
-    /// hyper's parser and `http`'s checks: no CR, LF or NUL.)
+    /// when `target` cannot go on a request line (see [`start_head`]). (Header names and
+    /// values came through hyper's parser and `http`'s checks: no CR, LF or NUL.)
     fn request_head(&self, method: &Method, node: &Node, target: &str) -> Option<Vec<u8>> {
-        if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return None;
-        }
-        let mut head = Vec::with_capacity(256 + target.len());
-        head.extend_from_slice(method.as_str().as_bytes());
-        head.push(b' ');
-        head.extend_from_slice(target.as_bytes());
-        head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-        head.extend_from_slice(node.host_header.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        let mut head = start_head(method, target, &node.host_header)?;
         for (name, value) in self.client_headers {
             let skip = HOP_BY_HOP.contains(name)
                 || name == header::HOST
@@ -137,16 +127,38 @@ impl<'r> Forwarding<'r> {
                 head.extend_from_slice(b"\r\n");
             }
         }
-        if let Some(value) = &self.forwarded_for {
-            head.extend_from_slice(b"x-forwarded-for: ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
-        head.extend_from_slice(b"via: ");
-        head.extend_from_slice(VIA.as_bytes());
-        head.extend_from_slice(b"\r\n\r\n");
+        end_head(&mut head, self.forwarded_for.as_ref());
         Some(head)
     }
+}
+
+/// Starts a request head to a node: the request line for `target` and Host. None when
+/// `target` cannot go on a request line as it is: a space, a control character or DEL
+/// would end the line or smuggle another.
+pub(crate) fn start_head(method: &Method, target: &str, host: &HeaderValue) -> Option<Vec<u8>> {
+    if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return None;
+    }
+    let mut head = Vec::with_capacity(256 + target.len());
+    head.extend_from_slice(method.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    head.extend_from_slice(host.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    Some(head)
+}
+
+/// Ends a request head to a node: X-Forwarded-For (when there is one), Via, the empty line.
+pub(crate) fn end_head(head: &mut Vec<u8>, forwarded_for: Option<&HeaderValue>) {
+    if let Some(value) = forwarded_for {
+        head.extend_from_slice(b"x-forwarded-for: ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"via: ");
+    head.extend_from_slice(VIA.as_bytes());
+    head.extend_from_slice(b"\r\n\r\n");
 }
 
 /// Why one attempt at one node failed.

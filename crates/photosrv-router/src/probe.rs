@@ -7,37 +7,24 @@
 //! needs only the status and whether the connection stays open: this writes a request head
 //! built once per race and reads the answer's head (`h1.rs`), on the request's task.
 
-use crate::forward::VIA;
+use crate::forward::{end_head, start_head};
 use crate::h1::{self, ExchangeError};
 use crate::node::Node;
 use crate::pool::{Connection, Upstream, UpstreamError};
-use http::{HeaderValue, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use std::time::Instant;
 use tokio::io::AsyncWriteExt as _;
 
 /// The probe request for `target` (origin form, a node's base path included) at a node
-/// whose Host is `host`. None when `target` cannot go on a request line as it is: a space,
-/// a control character or DEL would end the line or smuggle another.
+/// whose Host is `host`; None when `target` cannot go on a request line (see
+/// [`start_head`]).
 pub(crate) fn probe_request(
     target: &str,
     host: &HeaderValue,
     forwarded_for: Option<&HeaderValue>,
 ) -> Option<Vec<u8>> {
-    if target.is_empty() || target.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return None;
-    }
-    let mut head = Vec::with_capacity(target.len() + 96);
-    head.extend_from_slice(b"HEAD ");
-    head.extend_from_slice(target.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-    head.extend_from_slice(host.as_bytes());
-    if let Some(value) = forwarded_for {
-        head.extend_from_slice(b"\r\nx-forwarded-for: ");
-        head.extend_from_slice(value.as_bytes());
-    }
-    head.extend_from_slice(b"\r\nvia: ");
-    head.extend_from_slice(VIA.as_bytes());
-    head.extend_from_slice(b"\r\n\r\n");
+    let mut head = start_head(&Method::HEAD, target, host)?;
+    end_head(&mut head, forwarded_for);
     Some(head)
 }
 
