@@ -64,12 +64,12 @@ pub(crate) enum ExchangeError {
 }
 
 /// Reads into `buf` up to the end of the final response head (interim 1xx answers are
-/// dropped from `buf`) and gives its parse to `take`, with the bytes it was parsed from
-/// (the head starts at the first) and its length. `take` runs once.
+/// dropped from `buf`) and gives its parse and status to `take`, with the bytes it was
+/// parsed from (the head starts at the first) and its length. `take` runs once.
 pub(crate) async fn read_head<T>(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    take: impl FnOnce(&httparse::Response<'_, '_>, &[u8], usize) -> Result<T, ExchangeError>,
+    take: impl FnOnce(&httparse::Response<'_, '_>, StatusCode, &[u8], usize) -> Result<T, ExchangeError>,
 ) -> Result<T, ExchangeError> {
     let mut received = false;
     loop {
@@ -102,7 +102,7 @@ pub(crate) async fn read_head<T>(
                 buf.advance(length);
                 continue;
             }
-            return take(&response, buf, length);
+            return take(&response, status, buf, length);
         }
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(FIRST_READ);
@@ -149,17 +149,15 @@ pub(crate) struct Head {
 }
 
 /// The head of a response to a request (a HEAD if `to_head`), from httparse's parse of
-/// `raw` (the buffer it parsed): status, headers, framing and keep-alive.
+/// `raw` (the buffer it parsed) and the status [`read_head`] read: headers, framing and
+/// keep-alive.
 pub(crate) fn parse_head(
     response: &httparse::Response<'_, '_>,
+    status: StatusCode,
     raw: &[u8],
     to_head: bool,
 ) -> Result<Head, ExchangeError> {
     let malformed = ExchangeError::Malformed;
-    let status = response
-        .code
-        .and_then(|code| StatusCode::from_u16(code).ok())
-        .ok_or(malformed("bad status code"))?;
     let version = match response.version {
         Some(1) => Version::HTTP_11,
         _ => Version::HTTP_10,
@@ -606,7 +604,8 @@ mod tests {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut response = httparse::Response::new(&mut headers);
         assert!(response.parse(raw).unwrap().is_complete());
-        parse_head(&response, raw, to_head)
+        let status = StatusCode::from_u16(response.code.unwrap()).unwrap();
+        parse_head(&response, status, raw, to_head)
     }
 
     #[test]

@@ -177,8 +177,8 @@ impl Upstream {
         // Room for a head and a small body in one read; the last response's allocation
         // again, once nothing of it is in use.
         buf.reserve(h1::FIRST_READ);
-        let (parsed, length) = h1::read_head(stream, buf, |response, raw, length| {
-            Ok((h1::parse_head(response, raw, to_head)?, length))
+        let (parsed, length) = h1::read_head(stream, buf, |response, status, raw, length| {
+            Ok((h1::parse_head(response, status, raw, to_head)?, length))
         })
         .await?;
         let raw = buf.split_to(length).freeze();

@@ -68,11 +68,7 @@ async fn exchange(
         .await
         .map_err(ExchangeError::NoAnswer)?;
     buf.reserve(1024);
-    let (status, reusable) = h1::read_head(stream, buf, |response, raw, length| {
-        let status = response
-            .code
-            .and_then(|code| StatusCode::from_u16(code).ok())
-            .ok_or(ExchangeError::Malformed("bad status code"))?;
+    let (status, reusable) = h1::read_head(stream, buf, |response, status, raw, length| {
         // An answer to a HEAD ends with its head: anything after it would be read as the
         // next request's answer, so such a connection is not kept.
         let reusable =
