@@ -1,8 +1,10 @@
 //! The accept loop shared by the photosrv router and storage node.
 //!
-//! One loop, hyper-util's: the auto builder (HTTP/1.1 and h2c), a limit on open
-//! connections (beyond it, new ones wait in the listen backlog), a header read timeout and
-//! size limit, and on shutdown: stop accepting, drain open connections for a grace period.
+//! One accept loop ([`accept_loop`]): a limit on open connections (beyond it, new ones wait
+//! in the listen backlog), and on shutdown: stop accepting, tell open connections they are
+//! [`Closing`], wait for them for a grace period. [`serve`] runs it with hyper-util's auto
+//! builder (HTTP/1.1 and h2c) with a header read timeout and size limit; the router's client
+//! listener brings its own HTTP/1 connections and hands h2c ones to [`serve_hyper`].
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
@@ -19,14 +21,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 
 /// How a listener serves.
 #[derive(Debug, Clone)]
@@ -56,8 +58,25 @@ impl ServeSettings {
     }
 }
 
-/// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// open connections finish for up to the grace period.
+/// Tells a connection that the listener is shutting down: it should finish the request in
+/// flight, if any, and close. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Closing(CancellationToken);
+
+impl Closing {
+    /// Whether shutdown has begun.
+    pub fn is_closing(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn closing(&self) {
+        self.0.cancelled().await;
+    }
+}
+
+/// Serves `handler` on `listener` with hyper (HTTP/1.1 and h2c) until `shutdown` resolves,
+/// then stops accepting and lets open connections finish for up to the grace period.
 pub async fn serve<H, F, B>(
     listener: TcpListener,
     settings: ServeSettings,
@@ -65,6 +84,31 @@ pub async fn serve<H, F, B>(
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(http::Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection_settings = settings.clone();
+    let serve_one = move |stream: TcpStream, remote, closing| {
+        let (settings, handler) = (connection_settings.clone(), handler.clone());
+        async move {
+            serve_hyper(TokioIo::new(stream), remote, &settings, handler, closing).await;
+        }
+    };
+    accept_loop(listener, settings, serve_one, shutdown).await;
+}
+
+/// Serves one connection with hyper (HTTP/1.1 or h2c, as the client's first bytes say)
+/// until it ends, or until `closing` and the request in flight is answered.
+pub async fn serve_hyper<I, H, F, B>(
+    io: I,
+    remote: SocketAddr,
+    settings: &ServeSettings,
+    handler: H,
+    closing: Closing,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    H: Fn(http::Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = http::Response<B>> + Send + 'static,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -81,8 +125,40 @@ pub async fn serve<H, F, B>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(256)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
-    let limit = Arc::new(Semaphore::new(settings.max_connections.max(1)));
+    let service = service_fn(move |request| {
+        let response = handler(request, remote);
+        async move { Ok::<_, Infallible>(response.await) }
+    });
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = closing.closing() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%remote, %error, "connection ended with an error");
+    }
+}
+
+/// Accepts connections on `listener` and serves each with `serve_one` on a task of its own,
+/// at most `max_connections` at once (beyond that, new ones wait in the listen backlog),
+/// until `shutdown` resolves; then stops accepting, tells every open connection it is
+/// [`Closing`], and waits for them for up to the grace period.
+pub async fn accept_loop<S, F>(
+    listener: TcpListener,
+    settings: ServeSettings,
+    serve_one: S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Fn(TcpStream, SocketAddr, Closing) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let max_connections = u32::try_from(settings.max_connections.max(1)).unwrap_or(u32::MAX);
+    let limit = Arc::new(Semaphore::new(max_connections as usize));
+    let closing = Closing::default();
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -105,29 +181,20 @@ pub async fn serve<H, F, B>(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = service_fn(move |request| {
-            let response = handler(request, remote);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = serve_one(stream, remote, closing.clone());
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%remote, %error, "connection ended with an error");
-            }
+            connection.await;
             drop(permit);
         });
     }
     drop(listener);
-    let open = graceful.count();
+    closing.0.cancel();
+    let open = max_connections as usize - limit.available_permits();
     if open > 0 {
         tracing::info!(listener = settings.name, open, "draining connections");
     }
     tokio::select! {
-        () = graceful.shutdown() => {}
+        _ = limit.acquire_many(max_connections) => {}
         () = tokio::time::sleep(settings.grace_period) => {
             tracing::warn!(listener = settings.name, "grace period over: closing the connections left");
         }

@@ -231,7 +231,7 @@ pub(crate) fn parse_head(
 }
 
 /// A Content-Length value: digits only, at most 18 of them (no overflow, no sign, no list).
-fn parse_length(value: &[u8]) -> Option<u64> {
+pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     let value = value.trim_ascii();
     if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
         return None;

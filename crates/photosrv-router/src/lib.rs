@@ -19,6 +19,7 @@
 //! ```
 
 mod admin;
+mod downstream;
 #[cfg(test)]
 mod fake_node;
 mod forward;

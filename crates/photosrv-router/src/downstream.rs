@@ -1,0 +1,493 @@
+//! HTTP/1 with clients: the router's own server side of a client connection.
+//!
+//! Until the eighth session hyper's server served these connections. After the node side
+//! became the router's own (`h1.rs`), hyper's server was most of the user-space work left
+//! per proxied 4 KiB GET: its connection state machine, request parsing into a header map,
+//! and the response head written from one (callgrind, docs/benchmarks.md). The router only
+//! serves GET and HEAD without a body, so its server side is small: read a head, parse it
+//! with httparse (hyper's own parser), answer, write the answer's head and stream its body,
+//! and keep the connection for the next request when both sides allow it.
+//!
+//! The rules are hyper's where it had them, and strict: a head over `max_header_bytes` gets
+//! 431, a head httparse refuses gets 400, and both close the connection; a client that sends
+//! no complete head within `header_read_timeout` (idle time between requests included) is
+//! disconnected. A request with a body (any Transfer-Encoding, or a Content-Length other
+//! than 0) is answered by the router (400 or 405) and the connection closed after it, so no
+//! body bytes are ever read as a request. A connection that opens with the HTTP/2 preface
+//! (h2c, prior knowledge) is handed to hyper with the bytes read so far.
+
+use crate::forward::ProxyBody;
+use crate::h1::parse_length;
+use crate::Router;
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt as _;
+use hyper_util::rt::TokioIo;
+use photosrv_http::{Closing, ServeSettings};
+use std::cell::RefCell;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+/// What an h2c client sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The most header lines a request may have (hyper's limit too); more gets 431.
+const MAX_HEADERS: usize = 100;
+
+/// The read buffer's size to start with, and the least room a read is given.
+const READ_ROOM: usize = 4 * 1024;
+
+/// After answering a request whose body was not read: how long, and how much, the router
+/// goes on reading (and dropping) before closing, so that the kernel does not answer unread
+/// bytes with a reset that could destroy the answer before the client has read it.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// A request head as read: the request for the router, and how the connection goes on.
+struct RequestHead {
+    request: Request<()>,
+    /// Whether the client allows another request on this connection after this one.
+    keep_alive: bool,
+    /// Whether body bytes follow the head (they are never read as a request).
+    has_body: bool,
+}
+
+/// Why a request head was refused: the status to answer with before closing.
+#[derive(Debug, PartialEq, Eq)]
+struct Refused(StatusCode);
+
+/// Serves one client connection until it closes, the client or the router ends it, or
+/// `closing` and no request is in flight.
+pub(crate) async fn serve_connection(
+    router: Router,
+    mut stream: TcpStream,
+    remote: SocketAddr,
+    settings: &ServeSettings,
+    closing: Closing,
+) {
+    let mut buf = BytesMut::with_capacity(READ_ROOM);
+    let closed = closing.closing();
+    tokio::pin!(closed);
+    // One timer for the connection's life, not one per read: a timer set and cancelled for
+    // every request cost 1.5k instructions of a 4 KiB GET's 25k (callgrind). It fires at a
+    // deadline it may have been set for long ago, and is only then moved to the current one.
+    let timeout = settings.header_read_timeout;
+    let mut deadline = Instant::now() + timeout;
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
+    let mut first = true;
+    loop {
+        let head = loop {
+            if first && !buf.is_empty() && H2_PREFACE.starts_with(&buf[..buf.len().min(24)]) {
+                if buf.len() >= H2_PREFACE.len() {
+                    let io = TokioIo::new(Rewound {
+                        read: buf.freeze(),
+                        stream,
+                    });
+                    let handler = move |request, remote| {
+                        let router = router.clone();
+                        async move { router.handle(request, remote).await }
+                    };
+                    photosrv_http::serve_hyper(io, remote, settings, handler, closing.clone())
+                        .await;
+                    return;
+                }
+            } else if !buf.is_empty() {
+                match parse_head(&mut buf, settings.max_header_bytes) {
+                    Ok(Some(head)) => break head,
+                    Ok(None) => {}
+                    Err(Refused(status)) => {
+                        let _ = write_all(&mut stream, &mut [&refusal(status)]).await;
+                        return;
+                    }
+                }
+            }
+            if buf.capacity() - buf.len() < READ_ROOM {
+                buf.reserve(READ_ROOM);
+            }
+            tokio::select! {
+                biased;
+                read = stream.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                () = &mut timer => {
+                    if Instant::now() >= deadline {
+                        tracing::debug!(%remote, "no complete request head in time: closing");
+                        return;
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+                // Shutdown closes a connection between requests, not in the middle of one.
+                () = &mut closed, if buf.is_empty() => return,
+            }
+        };
+        first = false;
+        let method = head.request.method().clone();
+        let version = head.request.version();
+        let response = router.handle(head.request, remote).await;
+        let keep_alive = head.keep_alive && !head.has_body && !closing.is_closing();
+        match respond(
+            &mut stream,
+            response,
+            method == Method::HEAD,
+            version,
+            keep_alive,
+        )
+        .await
+        {
+            // The next head, and the time it may take, start now.
+            Ok(true) => deadline = Instant::now() + timeout,
+            Ok(false) | Err(_) => {
+                if head.has_body {
+                    linger(&mut stream).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Parses the request head at the start of `buf` and takes it off: None when more bytes
+/// are needed.
+fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<RequestHead>, Refused> {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut []);
+    let length = match httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut headers,
+    ) {
+        Ok(httparse::Status::Complete(length)) if length <= max_head => length,
+        Ok(httparse::Status::Partial) if buf.len() < max_head => return Ok(None),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refused(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
+        }
+        Err(_) => return Err(Refused(StatusCode::BAD_REQUEST)),
+    };
+    let bad = Refused(StatusCode::BAD_REQUEST);
+    let method = Method::from_bytes(parsed.method.unwrap_or("").as_bytes()).map_err(|_| bad)?;
+    let version = match parsed.version {
+        Some(1) => Version::HTTP_11,
+        _ => Version::HTTP_10,
+    };
+    // Where the target and each header lie in the head, so that the head can be split off
+    // the buffer and every value be a slice of it rather than a copy.
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| s.as_ptr() as usize - base;
+    let target = parsed.path.unwrap_or("").as_bytes();
+    let target = (offset(target), offset(target) + target.len());
+    let mut fields = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (field, slot) in parsed.headers.iter().zip(&mut fields) {
+        let (name, value) = (field.name.as_bytes(), field.value);
+        // Heads are at most `max_header_bytes`, far below 4 GiB.
+        let at = |s: &[u8]| offset(s) as u32;
+        *slot = (
+            at(name),
+            at(name) + name.len() as u32,
+            at(value),
+            at(value) + value.len() as u32,
+        );
+    }
+    let head = buf.split_to(length).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
+        .map_err(|_| Refused(StatusCode::BAD_REQUEST))?;
+    let mut map = HeaderMap::with_capacity(count);
+    let (mut close, mut keep_alive_token, mut has_body) = (false, false, false);
+    let mut length = None;
+    for &(name_start, name_end, value_start, value_end) in &fields[..count] {
+        let bad = || Refused(StatusCode::BAD_REQUEST);
+        let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
+            .map_err(|_| bad())?;
+        let value =
+            HeaderValue::from_maybe_shared(head.slice(value_start as usize..value_end as usize))
+                .map_err(|_| bad())?;
+        if name == header::CONTENT_LENGTH {
+            let parsed = parse_length(value.as_bytes()).ok_or_else(bad)?;
+            if length.is_some_and(|seen| seen != parsed) {
+                return Err(bad());
+            }
+            length = Some(parsed);
+            has_body |= parsed > 0;
+        } else if name == header::TRANSFER_ENCODING {
+            // Whatever the coding, a body follows whose end only it would tell.
+            has_body = true;
+        } else if name == header::CONNECTION {
+            for token in value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .map(<[u8]>::trim_ascii)
+            {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        map.append(name, value);
+    }
+    let keep_alive = match version {
+        Version::HTTP_11 => !close,
+        _ => keep_alive_token && !close,
+    };
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = map;
+    Ok(Some(RequestHead {
+        request,
+        keep_alive,
+        has_body,
+    }))
+}
+
+/// The whole answer to a head that was refused: the connection closes after it.
+fn refusal(status: StatusCode) -> Vec<u8> {
+    let text = format!("{}\n", status.canonical_reason().unwrap_or("refused"));
+    let mut out = Vec::with_capacity(256);
+    status_line(&mut out, status);
+    out.extend_from_slice(b"content-type: text/plain; charset=utf-8\r\ncontent-length: ");
+    out.extend_from_slice(text.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\nconnection: close\r\n");
+    date_line(&mut out);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+fn status_line(out: &mut Vec<u8>, status: StatusCode) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a Date header line; the text is made once a second per thread.
+fn date_line(out: &mut Vec<u8>) {
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(cached, text)| {
+        if *cached != second {
+            *cached = second;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
+/// How a response's body is framed on the client's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body bytes: an answer to a HEAD, a 1xx, 204 or 304.
+    None,
+    /// Exactly this many bytes, as Content-Length says.
+    Length(u64),
+    /// Chunked transfer coding (HTTP/1.1 clients).
+    Chunked,
+    /// Until the router closes the connection (HTTP/1.0 clients).
+    UntilClose,
+}
+
+/// Writes `response` (to a HEAD if `to_head`) to a client speaking `version`; Ok(true) when
+/// the connection can carry another request (`keep_alive`, and the body ended as framed).
+async fn respond(
+    stream: &mut TcpStream,
+    response: Response<ProxyBody>,
+    to_head: bool,
+    version: Version,
+    mut keep_alive: bool,
+) -> io::Result<bool> {
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    let mut head = Vec::with_capacity(512);
+    status_line(&mut head, status);
+    for (name, value) in &parts.headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    let bodiless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| parse_length(v.as_bytes()));
+    let framing = match (declared, body.size_hint().exact()) {
+        _ if to_head || bodiless => Framing::None,
+        (Some(length), _) => Framing::Length(length),
+        (None, Some(length)) => {
+            head.extend_from_slice(b"content-length: ");
+            head.extend_from_slice(length.to_string().as_bytes());
+            head.extend_from_slice(b"\r\n");
+            Framing::Length(length)
+        }
+        (None, None) if version == Version::HTTP_11 => {
+            head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            Framing::Chunked
+        }
+        (None, None) => Framing::UntilClose,
+    };
+    keep_alive &= framing != Framing::UntilClose;
+    if !parts.headers.contains_key(header::DATE) {
+        date_line(&mut head);
+    }
+    if !keep_alive {
+        head.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        head.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    if framing == Framing::None {
+        write_all(stream, &mut [&head]).await?;
+        return Ok(keep_alive);
+    }
+    let mut written = 0u64;
+    let mut head = Some(head);
+    loop {
+        let data = match body.frame().await {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_trailers) => continue,
+            },
+            Some(Err(error)) => {
+                // The node's body broke off: the client must see a cut, not a clean end.
+                if let Some(head) = head.take() {
+                    write_all(stream, &mut [&head]).await?;
+                }
+                return Err(io::Error::other(error));
+            }
+            None => break,
+        };
+        written += data.len() as u64;
+        let pending = head.take().unwrap_or_default();
+        match framing {
+            Framing::Length(length) if written > length => {
+                return Err(io::Error::other("body longer than its Content-Length"));
+            }
+            Framing::Chunked if data.is_empty() => write_all(stream, &mut [&pending]).await?,
+            Framing::Chunked => {
+                let size = format!("{:x}\r\n", data.len());
+                write_all(stream, &mut [&pending, size.as_bytes(), &data, b"\r\n"]).await?;
+            }
+            _ => write_all(stream, &mut [&pending, &data]).await?,
+        }
+    }
+    let pending = head.take().unwrap_or_default();
+    match framing {
+        Framing::Length(length) if written != length => {
+            write_all(stream, &mut [&pending]).await?;
+            Err(io::Error::other("body shorter than its Content-Length"))
+        }
+        Framing::Chunked => {
+            write_all(stream, &mut [&pending, b"0\r\n\r\n"]).await?;
+            Ok(keep_alive)
+        }
+        _ => {
+            write_all(stream, &mut [&pending]).await?;
+            Ok(keep_alive)
+        }
+    }
+}
+
+/// Writes every byte of `parts`, in order, with as few system calls as the socket allows.
+async fn write_all(stream: &mut TcpStream, parts: &mut [&[u8]]) -> io::Result<()> {
+    let mut slices = [IoSlice::new(&[]); 4];
+    let count = parts.len().min(slices.len());
+    for (slice, part) in slices.iter_mut().zip(parts.iter()) {
+        *slice = IoSlice::new(part);
+    }
+    let mut slices = &mut slices[..count];
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let written = stream.write_vectored(slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, written);
+    }
+    Ok(())
+}
+
+/// Closes the sending side and reads (and drops) what the client still sends, for a while.
+async fn linger(stream: &mut TcpStream) {
+    let _ = stream.shutdown().await;
+    let drain = async {
+        let mut sink = vec![0u8; 16 * 1024];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => left = left.saturating_sub(read),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+/// A client connection whose first bytes were read already: they are read again first.
+struct Rewound {
+    read: Bytes,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.read.is_empty() {
+            let take = self.read.len().min(out.remaining());
+            out.put_slice(&self.read.split_to(take));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, data)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}

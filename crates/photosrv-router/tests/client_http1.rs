@@ -1,0 +1,313 @@
+//! The router's own HTTP/1 server side (`downstream.rs`), as clients see it on the wire:
+//! pipelining, HTTP/1.0 and keep-alive, re-framing of chunked node answers, the header
+//! timeout, h2c handed to hyper, and shutdown between requests.
+
+mod support;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use photosrv_testkit::{RouterBuilder, RouterHandle};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use support::Cluster;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Reads from `stream` until `done` holds for what came, the peer closes, or 2 s pass.
+async fn read_until(stream: &mut TcpStream, done: impl Fn(&str) -> bool) -> (String, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        if done(&String::from_utf8_lossy(&out)) {
+            return (String::from_utf8_lossy(&out).into_owned(), false);
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+        }
+    }
+}
+
+/// The heads (lowercased) and bodies of the responses in `answer`, in order; each body is
+/// framed by its Content-Length, or runs to the end when there is none.
+fn responses(answer: &str, to_head: &[bool]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = answer;
+    for &head_only in to_head {
+        let Some(end) = rest.find("\r\n\r\n") else {
+            break;
+        };
+        let head = rest[..end].to_ascii_lowercase();
+        rest = &rest[end + 4..];
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map(|v| v.trim().parse::<usize>().unwrap());
+        let take = match (head_only, length) {
+            (true, _) => 0,
+            (false, Some(length)) => length.min(rest.len()),
+            (false, None) => rest.len(),
+        };
+        out.push((head, rest[..take].to_owned()));
+        rest = &rest[take..];
+    }
+    out
+}
+
+async fn router_over(cluster: &Cluster, timeout_ms: Option<u64>) -> RouterHandle {
+    RouterBuilder::new(cluster.config("jump", ""))
+        .settings(|s| s.header_read_timeout_ms = timeout_ms)
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let Some(cluster) = Cluster::start("pipelined", 1, 1) else {
+        return;
+    };
+    cluster.seed(0, "a.jpg", b"A");
+    cluster.seed(0, "b.jpg", b"BB");
+    let router = router_over(&cluster, None).await;
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\nGET /b.jpg HTTP/1.1\r\nHost: x\r\n\r\n\
+              GET /missing.jpg HTTP/1.1\r\nHost: x\r\n\r\nHEAD /b.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let (answer, closed) = read_until(&mut stream, |_| false).await;
+    assert!(closed, "Connection: close was not honoured: {answer}");
+    let got = responses(&answer, &[false, false, false, true]);
+    assert_eq!(got.len(), 4, "{answer}");
+    let statuses: Vec<&str> = got.iter().map(|(head, _)| &head[9..12]).collect();
+    assert_eq!(statuses, ["200", "200", "404", "200"], "{answer}");
+    assert_eq!(got[0].1, "A");
+    assert_eq!(got[1].1, "BB");
+    assert!(got[3].0.contains("content-length: 2"), "{}", got[3].0);
+    assert!(got[3].0.contains("connection: close"), "{}", got[3].0);
+    for (head, _) in &got {
+        assert!(head.contains("\r\ndate: "), "{head}");
+        assert!(head.contains("\r\nvia: 1.1 photosrv"), "{head}");
+        assert!(!head.contains("keep-alive"), "{head}");
+    }
+    assert!(
+        answer.ends_with("\r\n\r\n"),
+        "a body after the HEAD answer: {answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http10_clients_get_keep_alive_only_when_they_ask() {
+    let Some(cluster) = Cluster::start("http10", 1, 1) else {
+        return;
+    };
+    cluster.seed(0, "a.jpg", b"A");
+    let router = router_over(&cluster, None).await;
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    stream
+        .write_all(b"GET /a.jpg HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until(&mut stream, |_| false).await;
+    assert!(closed && answer.ends_with("\r\n\r\nA"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /a.jpg HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let (answer, closed) = read_until(&mut stream, |a| a.ends_with("\r\n\r\nA")).await;
+        assert!(!closed && answer.ends_with("\r\n\r\nA"), "{answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("connection: keep-alive"),
+            "{answer}"
+        );
+    }
+}
+
+/// A node that answers every request with `answer`, keeping the connection.
+async fn scripted_node(answer: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                loop {
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.clear();
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_node_answers_are_rechunked_for_http11_and_closed_for_http10() {
+    let node = scripted_node(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    )
+    .await;
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://{node}\n</shards>\n</dc1>\n</photosrv>\n"
+    );
+    let router = RouterBuilder::new(config).start().await.unwrap();
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /any.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (answer, closed) = read_until(&mut stream, |a| a.ends_with("\r\n0\r\n\r\n")).await;
+        assert!(!closed, "{answer}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        let mut decoded = String::new();
+        let mut rest = body;
+        loop {
+            let (size, after) = rest.split_once("\r\n").unwrap();
+            let size = usize::from_str_radix(size, 16).unwrap();
+            if size == 0 {
+                break;
+            }
+            decoded.push_str(&after[..size]);
+            rest = &after[size + 2..];
+        }
+        assert_eq!(decoded, "abcde");
+    }
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    stream
+        .write_all(b"GET /any.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until(&mut stream, |_| false).await;
+    assert!(
+        closed,
+        "an HTTP/1.0 body without a length must end with the connection"
+    );
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
+    assert_eq!(body, "abcde");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_clients_are_disconnected_after_the_header_timeout() {
+    let Some(cluster) = Cluster::start("header_timeout", 1, 1) else {
+        return;
+    };
+    cluster.seed(0, "a.jpg", b"A");
+    let router = router_over(&cluster, Some(300)).await;
+    let silent = TcpStream::connect(router.addr).await.unwrap();
+    let mut partial = TcpStream::connect(router.addr).await.unwrap();
+    partial
+        .write_all(b"GET /a.jpg HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let mut idle = TcpStream::connect(router.addr).await.unwrap();
+    idle.write_all(b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, closed) = read_until(&mut idle, |a| a.ends_with("\r\n\r\nA")).await;
+    assert!(!closed && answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let started = Instant::now();
+    for (name, mut stream) in [("silent", silent), ("partial", partial), ("idle", idle)] {
+        let (answer, closed) = read_until(&mut stream, |_| false).await;
+        assert!(closed && answer.is_empty(), "{name}: {closed} {answer}");
+    }
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    // A client that keeps sending in time is served.
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stream
+            .write_all(b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (answer, closed) = read_until(&mut stream, |a| a.ends_with("\r\n\r\nA")).await;
+        assert!(!closed, "{answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_with_prior_knowledge_is_served() {
+    let Some(cluster) = Cluster::start("h2c", 1, 1) else {
+        return;
+    };
+    cluster.seed(0, "a.jpg", b"over h2");
+    let router = router_over(&cluster, None).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    for _ in 0..2 {
+        let response = client
+            .get(format!("{}/a.jpg", router.url()).parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"over h2");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_request_in_flight_and_closes_idle_connections() {
+    let slow = photosrv_testkit::FaultyNode::start(photosrv_testkit::Fault::Slow(
+        Duration::from_millis(400),
+        b"slow body",
+    ))
+    .await
+    .unwrap();
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
+        slow.url()
+    );
+    let router = RouterBuilder::new(config).start().await.unwrap();
+    let mut idle = TcpStream::connect(router.addr).await.unwrap();
+    let mut busy = TcpStream::connect(router.addr).await.unwrap();
+    busy.write_all(b"GET /x.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(router.stop(Duration::from_secs(5)));
+    let (answer, _) = read_until(&mut idle, |_| false).await;
+    assert!(answer.is_empty(), "{answer}");
+    let (answer, closed) = read_until(&mut busy, |_| false).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nslow body"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(closed);
+    stopping.await.unwrap();
+}
