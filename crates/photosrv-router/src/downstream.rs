@@ -16,12 +16,12 @@
 //! body bytes are ever read as a request. A connection that opens with the HTTP/2 preface
 //! (h2c, prior knowledge) is handed to hyper with the bytes read so far.
 
-use crate::forward::ProxyBody;
 use crate::h1::parse_length;
+use crate::router::Reply;
 use crate::Router;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
@@ -95,7 +95,7 @@ pub(crate) async fn serve_connection(
                     });
                     let handler = move |request, remote| {
                         let router = router.clone();
-                        async move { router.handle(request, remote).await }
+                        async move { router.handle(request, remote).await.into_response() }
                     };
                     photosrv_http::serve_hyper(io, remote, settings, handler, closing.clone())
                         .await;
@@ -303,32 +303,25 @@ enum Framing {
     UntilClose,
 }
 
-/// Writes `response` (to a HEAD if `to_head`) to a client speaking `version`; Ok(true) when
+/// Writes `reply` (to a HEAD if `to_head`) to a client speaking `version`; Ok(true) when
 /// the connection can carry another request (`keep_alive`, and the body ended as framed).
 async fn respond(
     stream: &mut TcpStream,
-    response: Response<ProxyBody>,
+    reply: Reply,
     to_head: bool,
     version: Version,
     mut keep_alive: bool,
 ) -> io::Result<bool> {
-    let (parts, mut body) = response.into_parts();
-    let status = parts.status;
+    let status = reply.status();
     let mut head = Vec::with_capacity(512);
     status_line(&mut head, status);
-    for (name, value) in &parts.headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
+    reply.write_fields(&mut head);
+    let declared = reply.content_length();
+    let has_date = reply.has_date();
+    let mut body = reply.into_body();
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| parse_length(v.as_bytes()));
     let framing = match (declared, body.size_hint().exact()) {
         _ if to_head || bodiless => Framing::None,
         (Some(length), _) => Framing::Length(length),
@@ -345,7 +338,7 @@ async fn respond(
         (None, None) => Framing::UntilClose,
     };
     keep_alive &= framing != Framing::UntilClose;
-    if !parts.headers.contains_key(header::DATE) {
+    if !has_date {
         date_line(&mut head);
     }
     if !keep_alive {

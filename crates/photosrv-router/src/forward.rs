@@ -1,6 +1,6 @@
 //! Forwarding one request: replica order, multi-HEAD races, failover, header hygiene.
 
-use crate::h1::UpstreamBody;
+use crate::h1::{NodeResponse, UpstreamBody};
 use crate::node::Node;
 use crate::pool::UpstreamError;
 use crate::probe::probe_request;
@@ -8,7 +8,7 @@ use crate::Router;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Method, StatusCode};
 use http_body_util::{Either, Full};
 use rand::seq::SliceRandom;
 use std::borrow::Cow;
@@ -177,7 +177,7 @@ pub(crate) enum Failure {
 pub(crate) enum Outcome {
     /// A node's response, to stream to the client.
     Response {
-        response: Response<UpstreamBody>,
+        response: NodeResponse,
         node: Arc<Node>,
         attempts: u32,
     },
@@ -190,9 +190,9 @@ trait Answer {
     fn status(&self) -> StatusCode;
 }
 
-impl Answer for Response<UpstreamBody> {
+impl Answer for NodeResponse {
     fn status(&self) -> StatusCode {
-        Response::status(self)
+        NodeResponse::status(self)
     }
 }
 
@@ -235,7 +235,7 @@ impl Router {
         node: &Arc<Node>,
         path_and_query: &str,
         forwarding: &Forwarding<'_>,
-    ) -> Result<Response<UpstreamBody>, Failure> {
+    ) -> Result<NodeResponse, Failure> {
         let target = upstream_target(node, path_and_query);
         let Some(head) = forwarding.request_head(method, node, &target) else {
             return Err(Failure::Connect);

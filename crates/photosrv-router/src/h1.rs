@@ -21,7 +21,7 @@ use crate::forward::HOP_BY_HOP;
 use crate::node::Node;
 use crate::pool::Connection;
 use bytes::{Buf as _, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use std::io;
@@ -135,22 +135,38 @@ pub(crate) enum Framing {
     UntilClose,
 }
 
-/// A parsed response head, hop-by-hop headers left out; its header values are slices of
-/// the head's bytes.
+/// Where one header line's name and value lie in a head.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// A parsed response head: status, framing, keep-alive, and where the end-to-end headers lie
+/// in the head's bytes (hop-by-hop ones left out).
 #[derive(Debug)]
 pub(crate) struct Head {
     status: StatusCode,
     version: Version,
-    /// Each header's name, and where its value lies in the head.
-    fields: Vec<(HeaderName, usize, usize)>,
+    fields: Vec<Field>,
+    content_length: Option<u64>,
+    has_date: bool,
     pub(crate) framing: Framing,
     /// Whether the connection can carry another request after this body.
     pub(crate) keep_alive: bool,
 }
 
+/// Whether `name` is hop-by-hop by itself (RFC 9110 7.6.1).
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|hop| name.eq_ignore_ascii_case(hop.as_str().as_bytes()))
+}
+
 /// The head of a response to a request (a HEAD if `to_head`), from httparse's parse of
 /// `raw` (the buffer it parsed) and the status [`read_head`] read: headers, framing and
-/// keep-alive.
+/// keep-alive. Header names are compared as bytes, not made into `HeaderName`s: the head
+/// goes to the client as the node wrote it, less its hop-by-hop headers.
 pub(crate) fn parse_head(
     response: &httparse::Response<'_, '_>,
     status: StatusCode,
@@ -164,43 +180,63 @@ pub(crate) fn parse_head(
     };
     let mut fields = Vec::with_capacity(response.headers.len());
     let (mut length, mut chunked, mut close, mut keep_alive) = (None, false, false, false);
+    let mut has_date = false;
     // Header names the Connection header lists besides keep-alive and close: hop-by-hop too.
-    let mut listed = Vec::new();
+    let mut listed: Vec<&[u8]> = Vec::new();
     let base = raw.as_ptr() as usize;
+    // Heads are at most MAX_HEAD_BYTES: offsets fit in u32.
+    let span = |s: &[u8]| {
+        let start = (s.as_ptr() as usize - base) as u32;
+        (start, start + s.len() as u32)
+    };
     for field in response.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| malformed("bad header name"))?;
-        let value = field.value;
-        if name == header::CONTENT_LENGTH {
+        let (name, value) = (field.name.as_bytes(), field.value);
+        // What `http`'s HeaderValue accepts (httparse lets some control bytes through).
+        if !value
+            .iter()
+            .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+        {
+            return Err(malformed("bad header value"));
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
             let parsed = parse_length(value).ok_or(malformed("bad content-length"))?;
             if length.is_some_and(|seen| seen != parsed) {
                 return Err(malformed("content-length values disagree"));
             }
             length = Some(parsed);
-        } else if name == header::TRANSFER_ENCODING {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             if chunked || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
                 return Err(malformed("transfer-encoding other than chunked"));
             }
             chunked = true;
-        } else if name == header::CONNECTION {
+        } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive = true;
-                } else if let Ok(other) = HeaderName::from_bytes(token) {
-                    listed.push(other);
+                } else if !token.is_empty() {
+                    listed.push(token);
                 }
             }
+        } else if name.eq_ignore_ascii_case(b"date") {
+            has_date = true;
         }
         // Hop-by-hop headers stop here: the router's client connection has its own.
-        if !HOP_BY_HOP.contains(&name) {
-            let start = value.as_ptr() as usize - base;
-            fields.push((name, start, start + value.len()));
+        if !is_hop_by_hop(name) {
+            fields.push(Field {
+                name: span(name),
+                value: span(value),
+            });
         }
     }
     if !listed.is_empty() {
-        fields.retain(|(name, _, _)| !listed.contains(name));
+        fields.retain(|field| {
+            let name = &raw[field.name.0 as usize..field.name.1 as usize];
+            !listed
+                .iter()
+                .any(|listed| listed.eq_ignore_ascii_case(name))
+        });
     }
     if chunked && length.is_some() {
         // A request smuggling classic: which one frames the body is anyone's guess.
@@ -225,6 +261,8 @@ pub(crate) fn parse_head(
         status,
         version,
         fields,
+        content_length: length,
+        has_date,
         framing,
         keep_alive,
     })
@@ -243,23 +281,73 @@ pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     )
 }
 
-impl Head {
-    /// The response's status, version and headers; `raw` holds the head's bytes, which
-    /// this was parsed from.
-    pub(crate) fn response(self, raw: &Bytes) -> Result<Response<()>, ExchangeError> {
-        let mut headers = HeaderMap::with_capacity(self.fields.len());
-        for (name, start, end) in self.fields {
-            // Checked again by `http` (httparse lets obs-text through, and so does
-            // HeaderValue); a slice of the head, not a copy.
-            let value = HeaderValue::from_maybe_shared(raw.slice(start..end))
-                .map_err(|_| ExchangeError::Malformed("bad header value"))?;
-            headers.append(name, value);
+/// A node's response: its head as the node sent it, hop-by-hop headers left out, and its
+/// body. The head goes to an HTTP/1 client as bytes ([`NodeResponse::write_fields`]); a
+/// header map is made only for an h2c client.
+#[derive(Debug)]
+pub struct NodeResponse {
+    head: Head,
+    /// The head's bytes, which `head`'s fields point into.
+    raw: Bytes,
+    body: UpstreamBody,
+}
+
+impl NodeResponse {
+    pub(crate) fn new(head: Head, raw: Bytes, body: UpstreamBody) -> NodeResponse {
+        NodeResponse { head, raw, body }
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.head.status
+    }
+
+    /// The node's Content-Length, if it sent one.
+    pub(crate) fn content_length(&self) -> Option<u64> {
+        self.head.content_length
+    }
+
+    /// Whether the node sent a Date header.
+    pub(crate) fn has_date(&self) -> bool {
+        self.head.has_date
+    }
+
+    /// Appends the end-to-end header lines, `name: value` and CRLF each; names as the node
+    /// wrote them (HTTP/1 names are case-insensitive).
+    pub(crate) fn write_fields(&self, out: &mut Vec<u8>) {
+        for field in &self.head.fields {
+            out.extend_from_slice(&self.raw[field.name.0 as usize..field.name.1 as usize]);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&self.raw[field.value.0 as usize..field.value.1 as usize]);
+            out.extend_from_slice(b"\r\n");
         }
-        let mut response = Response::new(());
-        *response.status_mut() = self.status;
-        *response.version_mut() = self.version;
+    }
+
+    /// The response with a header map (values are slices of the head, not copies).
+    pub(crate) fn into_response(self) -> Response<UpstreamBody> {
+        let mut headers = HeaderMap::with_capacity(self.head.fields.len());
+        for field in &self.head.fields {
+            let name = &self.raw[field.name.0 as usize..field.name.1 as usize];
+            let value = self
+                .raw
+                .slice(field.value.0 as usize..field.value.1 as usize);
+            // Both were checked when the head was parsed: httparse checks names are tokens,
+            // `parse_head` checks values as HeaderValue does.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name),
+                HeaderValue::from_maybe_shared(value),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        let mut response = Response::new(self.body);
+        *response.status_mut() = self.head.status;
+        *response.version_mut() = self.head.version;
         *response.headers_mut() = headers;
-        Ok(response)
+        response
+    }
+
+    pub(crate) fn into_body(self) -> UpstreamBody {
+        self.body
     }
 }
 
@@ -608,6 +696,15 @@ mod tests {
         parse_head(&response, status, raw, to_head)
     }
 
+    /// The node response of a whole head, with no body.
+    fn node_response(raw: &Bytes) -> NodeResponse {
+        NodeResponse::new(
+            head(raw, false).unwrap(),
+            raw.clone(),
+            UpstreamBody::whole(Bytes::new()),
+        )
+    }
+
     #[test]
     fn framing_and_keep_alive_follow_rfc_9112() {
         for (raw, to_head, framing, keep_alive) in [
@@ -657,19 +754,24 @@ mod tests {
               Keep-Alive: timeout=5\r\nProxy-Connection: x\r\nTE: x\r\nTrailer: x\r\n\
               Upgrade: x\r\nETag: \"e\"\r\nTransfer-Encoding: chunked\r\n\r\n",
         );
-        let response = head(&raw, false).unwrap().response(&raw).unwrap();
+        let response = node_response(&raw);
+        let mut written = Vec::new();
+        response.write_fields(&mut written);
+        assert_eq!(written, b"ETag: \"e\"\r\n");
+        let response = response.into_response();
         let names: Vec<_> = response.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["etag"]);
         // Content-Length is end-to-end.
         let raw = Bytes::from_static(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
-        let response = head(&raw, false).unwrap().response(&raw).unwrap();
-        assert_eq!(response.headers()["content-length"], "2");
+        let response = node_response(&raw);
+        assert_eq!(response.content_length(), Some(2));
+        assert_eq!(response.into_response().headers()["content-length"], "2");
     }
 
     #[test]
     fn header_values_are_slices_of_the_head() {
         let raw = Bytes::from_static(b"HTTP/1.1 200 OK\r\nETag: \"e\"\r\nX-A: 1\r\nX-A: 2\r\n\r\n");
-        let response = head(&raw, false).unwrap().response(&raw).unwrap();
+        let response = node_response(&raw).into_response();
         assert_eq!(response.headers()["etag"], "\"e\"");
         let all: Vec<_> = response.headers().get_all("x-a").iter().collect();
         assert_eq!(all, ["1", "2"]);

@@ -42,6 +42,6 @@ pub use node::Node;
 pub use options::RouterOptions;
 pub use photosrv_http::bind_reuseport;
 pub use reload::{ReloadError, Reloaded, ReloaderHandle};
-pub use router::{Router, StartError};
+pub use router::{Reply, Router, StartError};
 pub use server::{serve, serve_admin};
 pub use table::{MigrationState, Route, RouteError, RoutingTable, ShardTable, TableError};

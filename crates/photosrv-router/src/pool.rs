@@ -13,10 +13,10 @@
 //! answer is safe to send again); closed connections are dropped and idle ones expire; a
 //! connection is reused only once the previous response's body has been read whole.
 
-use crate::h1::{self, ExchangeError, UpstreamBody};
+use crate::h1::{self, ExchangeError, NodeResponse};
 use crate::node::Node;
 use bytes::BytesMut;
-use http::{Response, Uri};
+use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -146,7 +146,7 @@ impl Upstream {
         node: &Arc<Node>,
         head: &[u8],
         to_head: bool,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<NodeResponse, UpstreamError> {
         loop {
             let (connection, reused) = match node.pool.take(Instant::now()) {
                 Some(connection) => (connection, true),
@@ -168,7 +168,7 @@ impl Upstream {
         mut connection: Connection,
         head: &[u8],
         to_head: bool,
-    ) -> Result<Response<UpstreamBody>, ExchangeError> {
+    ) -> Result<NodeResponse, ExchangeError> {
         let Connection { stream, buf } = &mut connection;
         stream
             .write_all(head)
@@ -183,9 +183,8 @@ impl Upstream {
         .await?;
         let raw = buf.split_to(length).freeze();
         let (framing, keep_alive) = (parsed.framing, parsed.keep_alive);
-        let response = parsed.response(&raw)?;
         let body = h1::body(node, connection, framing, keep_alive, self.read_buffer);
-        Ok(response.map(|()| body))
+        Ok(NodeResponse::new(parsed, raw, body))
     }
 
     /// A new TCP connection to `node` (resolved, within the connect timeout, no Nagle).
@@ -231,7 +230,7 @@ mod tests {
         Upstream::new(Duration::from_secs(1), 64 * 1024)
     }
 
-    async fn body(response: Response<UpstreamBody>) -> std::io::Result<Bytes> {
+    async fn body(response: NodeResponse) -> std::io::Result<Bytes> {
         Ok(response.into_body().collect().await?.to_bytes())
     }
 
