@@ -484,3 +484,139 @@ impl AsyncWrite for Rewound {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LIMIT: usize = 64 * 1024;
+
+    /// Feeds `wire` to `parse_head` in pieces of the given sizes, as reads would bring it;
+    /// the requests parsed (method, target, keep-alive, body), then the refusal if any.
+    fn parse_in_pieces(
+        wire: &[u8],
+        pieces: &[usize],
+    ) -> (Vec<(String, String, bool, bool)>, Option<StatusCode>) {
+        let (mut buf, mut fed, mut sizes) = (BytesMut::new(), 0, pieces.iter().cycle());
+        let mut parsed = Vec::new();
+        loop {
+            match parse_head(&mut buf, LIMIT) {
+                Ok(Some(head)) => {
+                    parsed.push((
+                        head.request.method().to_string(),
+                        head.request.uri().to_string(),
+                        head.keep_alive,
+                        head.has_body,
+                    ));
+                    continue;
+                }
+                Ok(None) if fed < wire.len() => {}
+                Ok(None) => return (parsed, None),
+                Err(Refused(status)) => return (parsed, Some(status)),
+            }
+            let n = (*sizes.next().unwrap()).min(wire.len() - fed);
+            buf.extend_from_slice(&wire[fed..fed + n]);
+            fed += n;
+        }
+    }
+
+    #[test]
+    fn heads_are_read_with_framing_and_keep_alive() {
+        for (wire, keep_alive, has_body) in [
+            (&b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"[..], true, false),
+            (
+                b"GET /a HTTP/1.1\r\nConnection: Close\r\n\r\n",
+                false,
+                false,
+            ),
+            (
+                b"GET /a HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n",
+                false,
+                false,
+            ),
+            (b"GET /a HTTP/1.0\r\n\r\n", false, false),
+            (
+                b"GET /a HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+                true,
+                false,
+            ),
+            (b"GET /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", true, false),
+            (b"GET /a HTTP/1.1\r\nContent-Length: 3\r\n\r\n", true, true),
+            (
+                b"GET /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+                true,
+                true,
+            ),
+        ] {
+            let (parsed, refused) = parse_in_pieces(wire, &[wire.len()]);
+            let label = String::from_utf8_lossy(wire);
+            assert_eq!(refused, None, "{label}");
+            assert_eq!(parsed.len(), 1, "{label}");
+            assert_eq!(
+                (parsed[0].2, parsed[0].3),
+                (keep_alive, has_body),
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_heads_are_refused_with_400_or_431() {
+        let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(LIMIT));
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("X-{i}: v\r\n"))
+            .collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        for (wire, status) in [
+            (
+                &b"GET /a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
+                400,
+            ),
+            (b"GET /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+            (b"GET /a HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\n", 400),
+            (b"GET /a HTTP/2.0\r\n\r\n", 400),
+            (b"GET /a b HTTP/1.1\r\n\r\n", 400),
+            (b"GET /a HTTP/1.1\r\nX: a\x01b\r\n\r\n", 400),
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01", 400),
+            (long.as_bytes(), 431),
+            (many.as_bytes(), 431),
+        ] {
+            let (parsed, refused) = parse_in_pieces(wire, &[1000]);
+            let label = String::from_utf8_lossy(&wire[..wire.len().min(60)]);
+            assert!(parsed.is_empty(), "{label}");
+            assert_eq!(refused.map(|s| s.as_u16()), Some(status), "{label}");
+        }
+    }
+
+    proptest! {
+        /// Pipelined requests come out the same, one by one and in order, however the
+        /// reads cut them.
+        #[test]
+        fn pipelined_heads_parse_the_same_in_any_pieces(
+            paths in proptest::collection::vec("/[a-z0-9]{1,12}(\\?[a-z=]{0,6})?", 1..6),
+            pieces in proptest::collection::vec(1usize..40, 1..6),
+        ) {
+            let wire: String = paths
+                .iter()
+                .map(|p| format!("GET {p} HTTP/1.1\r\nHost: x\r\nX-A: {p}\r\n\r\n"))
+                .collect();
+            let (parsed, refused) = parse_in_pieces(wire.as_bytes(), &pieces);
+            prop_assert_eq!(refused, None);
+            let targets: Vec<&str> = parsed.iter().map(|p| p.1.as_str()).collect();
+            prop_assert_eq!(targets, paths.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+
+        /// Any bytes: parsed, refused or waiting for more, never a panic; what is parsed is
+        /// taken off the buffer.
+        #[test]
+        fn arbitrary_bytes_are_parsed_or_refused(
+            wire in proptest::collection::vec(any::<u8>(), 0..600),
+            prefix in any::<bool>(),
+            pieces in proptest::collection::vec(1usize..64, 1..4),
+        ) {
+            let wire = if prefix { [&b"GET /x HTTP/1.1\r\n"[..], &wire].concat() } else { wire };
+            let _ = parse_in_pieces(&wire, &pieces);
+        }
+    }
+}
