@@ -53,7 +53,7 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
 
 /// A request head as read: the request for the router, and how the connection goes on.
-struct RequestHead {
+pub(crate) struct RequestHead {
     request: Request<()>,
     /// Whether the client allows another request on this connection after this one.
     keep_alive: bool,
@@ -63,7 +63,7 @@ struct RequestHead {
 
 /// Why a request head was refused: the status to answer with before closing.
 #[derive(Debug, PartialEq, Eq)]
-struct Refused(StatusCode);
+pub(crate) struct Refused(pub(crate) StatusCode);
 
 /// Serves one client connection until it closes, the client or the router ends it, or
 /// `closing` and no request is in flight.
@@ -159,7 +159,10 @@ pub(crate) async fn serve_connection(
 
 /// Parses the request head at the start of `buf` and takes it off: None when more bytes
 /// are needed.
-fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Option<RequestHead>, Refused> {
+pub(crate) fn parse_head(
+    buf: &mut BytesMut,
+    max_head: usize,
+) -> Result<Option<RequestHead>, Refused> {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let length = match httparse::ParserConfig::default().parse_request_with_uninit_headers(

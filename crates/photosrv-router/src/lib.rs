@@ -23,6 +23,8 @@ mod downstream;
 #[cfg(test)]
 mod fake_node;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 pub mod metrics;
 mod migration;
