@@ -495,12 +495,15 @@ mod tests {
 
     const LIMIT: usize = 64 * 1024;
 
+    /// A request as parsed: method, target, keep-alive, body.
+    type Seen = (String, String, bool, bool);
+
     /// Feeds `wire` to `parse_head` in pieces of the given sizes, as reads would bring it;
     /// the requests parsed (method, target, keep-alive, body), then the refusal if any.
     fn parse_in_pieces(
         wire: &[u8],
         pieces: &[usize],
-    ) -> (Vec<(String, String, bool, bool)>, Option<StatusCode>) {
+    ) -> (Vec<Seen>, Option<StatusCode>) {
         let (mut buf, mut fed, mut sizes) = (BytesMut::new(), 0, pieces.iter().cycle());
         let mut parsed = Vec::new();
         loop {
