@@ -500,10 +500,7 @@ mod tests {
 
     /// Feeds `wire` to `parse_head` in pieces of the given sizes, as reads would bring it;
     /// the requests parsed (method, target, keep-alive, body), then the refusal if any.
-    fn parse_in_pieces(
-        wire: &[u8],
-        pieces: &[usize],
-    ) -> (Vec<Seen>, Option<StatusCode>) {
+    fn parse_in_pieces(wire: &[u8], pieces: &[usize]) -> (Vec<Seen>, Option<StatusCode>) {
         let (mut buf, mut fed, mut sizes) = (BytesMut::new(), 0, pieces.iter().cycle());
         let mut parsed = Vec::new();
         loop {
