@@ -316,3 +316,33 @@ async fn shutdown_finishes_the_request_in_flight_and_closes_idle_connections() {
     assert!(closed);
     stopping.await.unwrap();
 }
+
+/// A request with a body is answered and the connection closed, but the router goes on
+/// reading what the client still sends for a while first: closing with unread bytes would
+/// make the kernel send a reset, which can destroy the answer before the client reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_is_drained_so_the_answer_arrives() {
+    let node = scripted_node(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://{node}\n</shards>\n</dc1>\n</photosrv>\n"
+    );
+    let router = RouterBuilder::new(config).start().await.unwrap();
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(router.addr).await.unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        stream
+            .write_all(b"PUT /x.jpg HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n")
+            .await
+            .unwrap();
+        stream.write_all(&chunk).await.unwrap();
+        // The answer is out by now; the body keeps coming.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let _ = stream.write_all(&chunk).await;
+        let (answer, _) = read_until(&mut stream, |a| a.contains("\r\n\r\n")).await;
+        assert!(answer.starts_with("HTTP/1.1 405"), "{answer:?}");
+        assert!(
+            answer.to_ascii_lowercase().contains("connection: close"),
+            "{answer}"
+        );
+    }
+}
