@@ -180,7 +180,6 @@ pub(crate) fn parse_head(
     };
     let mut fields = Vec::with_capacity(response.headers.len());
     let (mut length, mut chunked, mut close, mut keep_alive) = (None, false, false, false);
-    let mut has_date = false;
     // Header names the Connection header lists besides keep-alive and close: hop-by-hop too.
     let mut listed: Vec<&[u8]> = Vec::new();
     let base = raw.as_ptr() as usize;
@@ -208,12 +207,11 @@ pub(crate) fn parse_head(
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive = true;
-                } else if !token.is_empty() {
+                } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"content-length") {
+                    // Content-Length frames the body the client gets: never dropped.
                     listed.push(token);
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"date") {
-            has_date = true;
         }
         // Hop-by-hop headers stop here: the router's client connection has its own.
         if !is_hop_by_hop(name) {
@@ -223,14 +221,17 @@ pub(crate) fn parse_head(
             });
         }
     }
+    let name_of = |field: &Field| &raw[field.name.0 as usize..field.name.1 as usize];
     if !listed.is_empty() {
         fields.retain(|field| {
-            let name = &raw[field.name.0 as usize..field.name.1 as usize];
             !listed
                 .iter()
-                .any(|listed| listed.eq_ignore_ascii_case(name))
+                .any(|listed| listed.eq_ignore_ascii_case(name_of(field)))
         });
     }
+    let has_date = fields
+        .iter()
+        .any(|field| name_of(field).eq_ignore_ascii_case(b"date"));
     if chunked && length.is_some() {
         // A request smuggling classic: which one frames the body is anyone's guess.
         return Err(malformed("both content-length and transfer-encoding"));
@@ -754,6 +755,16 @@ mod tests {
         let response = response.into_response();
         let names: Vec<_> = response.headers().keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["etag"]);
+        // A Connection header cannot take away the framing the client needs; a Date it lists
+        // is gone, and the router adds its own.
+        let raw = Bytes::from_static(
+            b"HTTP/1.1 200 OK\r\nDate: x\r\nContent-Length: 2\r\nConnection: content-length, date\r\n\r\n",
+        );
+        let response = node_response(&raw);
+        let mut written = Vec::new();
+        response.write_fields(&mut written);
+        assert_eq!(written, b"Content-Length: 2\r\n");
+        assert!(!response.has_date());
         // Content-Length is end-to-end.
         let raw = Bytes::from_static(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
         let response = node_response(&raw);
