@@ -13,7 +13,8 @@
 //! no complete head within `header_read_timeout` (idle time between requests included) is
 //! disconnected. A request with a body (any Transfer-Encoding, or a Content-Length other
 //! than 0) is answered by the router (400 or 405) and the connection closed after it, so no
-//! body bytes are ever read as a request. A connection that opens with the HTTP/2 preface
+//! body bytes are ever read as a request. Before such a close, what the client still sends
+//! is read and dropped for a while ([`LINGER`]). A connection that opens with the HTTP/2 preface
 //! (h2c, prior knowledge) is handed to hyper with the bytes read so far.
 
 use crate::h1::parse_length;
@@ -106,7 +107,13 @@ pub(crate) async fn serve_connection(
                     Ok(Some(head)) => break head,
                     Ok(None) => {}
                     Err(Refused(status)) => {
-                        let _ = write_all(&mut stream, &mut [&refusal(status)]).await;
+                        // What follows a refused head is unread: drained, as after a body.
+                        if write_all(&mut stream, &mut [&refusal(status)])
+                            .await
+                            .is_ok()
+                        {
+                            linger(&mut stream).await;
+                        }
                         return;
                     }
                 }
