@@ -17,7 +17,7 @@
 //! is read and dropped for a while ([`LINGER`]). A connection that opens with the HTTP/2 preface
 //! (h2c, prior knowledge) is handed to hyper with the bytes read so far.
 
-use crate::h1::parse_length;
+use crate::h1::{parse_length, push_field};
 use crate::router::Reply;
 use crate::Router;
 use bytes::{Bytes, BytesMut};
@@ -294,9 +294,7 @@ fn date_line(out: &mut Vec<u8>) {
             *cached = second;
             *text = httpdate::fmt_http_date(now);
         }
-        out.extend_from_slice(b"date: ");
-        out.extend_from_slice(text.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        push_field(out, b"date", text.as_bytes());
     });
 }
 
@@ -336,9 +334,7 @@ async fn respond(
         _ if to_head || bodiless => Framing::None,
         (Some(length), _) => Framing::Length(length),
         (None, Some(length)) => {
-            head.extend_from_slice(b"content-length: ");
-            head.extend_from_slice(length.to_string().as_bytes());
-            head.extend_from_slice(b"\r\n");
+            push_field(&mut head, b"content-length", length.to_string().as_bytes());
             Framing::Length(length)
         }
         (None, None) if version == Version::HTTP_11 => {

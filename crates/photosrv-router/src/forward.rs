@@ -1,6 +1,6 @@
 //! Forwarding one request: replica order, multi-HEAD races, failover, header hygiene.
 
-use crate::h1::{NodeResponse, UpstreamBody};
+use crate::h1::{push_field, NodeResponse, UpstreamBody};
 use crate::node::Node;
 use crate::pool::UpstreamError;
 use crate::probe::probe_request;
@@ -121,10 +121,7 @@ impl<'r> Forwarding<'r> {
                 || name.as_str() == "x-forwarded-for"
                 || self.dropped.contains(name);
             if !skip {
-                head.extend_from_slice(name.as_str().as_bytes());
-                head.extend_from_slice(b": ");
-                head.extend_from_slice(value.as_bytes());
-                head.extend_from_slice(b"\r\n");
+                push_field(&mut head, name.as_str().as_bytes(), value.as_bytes());
             }
         }
         end_head(&mut head, self.forwarded_for.as_ref());
@@ -152,13 +149,10 @@ pub(crate) fn start_head(method: &Method, target: &str, host: &HeaderValue) -> O
 /// Ends a request head to a node: X-Forwarded-For (when there is one), Via, the empty line.
 pub(crate) fn end_head(head: &mut Vec<u8>, forwarded_for: Option<&HeaderValue>) {
     if let Some(value) = forwarded_for {
-        head.extend_from_slice(b"x-forwarded-for: ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        push_field(head, b"x-forwarded-for", value.as_bytes());
     }
-    head.extend_from_slice(b"via: ");
-    head.extend_from_slice(VIA.as_bytes());
-    head.extend_from_slice(b"\r\n\r\n");
+    push_field(head, b"via", VIA.as_bytes());
+    head.extend_from_slice(b"\r\n");
 }
 
 /// Why one attempt at one node failed.

@@ -262,6 +262,14 @@ pub(crate) fn parse_head(
     })
 }
 
+/// Appends one header line, `name: value` and CRLF, to a head being written.
+pub(crate) fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// A Content-Length value: digits only, at most 18 of them (no overflow, no sign, no list).
 pub(crate) fn parse_length(value: &[u8]) -> Option<u64> {
     let value = value.trim_ascii();
@@ -309,10 +317,11 @@ impl NodeResponse {
     /// wrote them (HTTP/1 names are case-insensitive).
     pub(crate) fn write_fields(&self, out: &mut Vec<u8>) {
         for field in &self.head.fields {
-            out.extend_from_slice(&self.raw[field.name.0 as usize..field.name.1 as usize]);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&self.raw[field.value.0 as usize..field.value.1 as usize]);
-            out.extend_from_slice(b"\r\n");
+            push_field(
+                out,
+                &self.raw[field.name.0 as usize..field.name.1 as usize],
+                &self.raw[field.value.0 as usize..field.value.1 as usize],
+            );
         }
     }
 

@@ -1,7 +1,7 @@
 //! The shared router state and the request handler.
 
 use crate::forward::{self, Outcome, ProxyBody};
-use crate::h1::{parse_length, NodeResponse};
+use crate::h1::{parse_length, push_field, NodeResponse};
 use crate::metrics::{MethodLabel, Metrics, RingLabels};
 use crate::options::RouterOptions;
 use crate::pool::Upstream;
@@ -98,16 +98,11 @@ impl Reply {
         match &self.kind {
             ReplyKind::Node(response) => {
                 response.write_fields(out);
-                out.extend_from_slice(b"via: ");
-                out.extend_from_slice(forward::VIA.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                push_field(out, b"via", forward::VIA.as_bytes());
             }
             ReplyKind::Own(response) => {
                 for (name, value) in response.headers() {
-                    out.extend_from_slice(name.as_str().as_bytes());
-                    out.extend_from_slice(b": ");
-                    out.extend_from_slice(value.as_bytes());
-                    out.extend_from_slice(b"\r\n");
+                    push_field(out, name.as_str().as_bytes(), value.as_bytes());
                 }
             }
         }
