@@ -17,7 +17,7 @@
 //! is read and dropped for a while ([`LINGER`]). A connection that opens with the HTTP/2 preface
 //! (h2c, prior knowledge) is handed to hyper with the bytes read so far.
 
-use crate::h1::{parse_length, push_field};
+use crate::h1::{list_tokens, parse_length, push_field};
 use crate::router::Reply;
 use crate::Router;
 use bytes::{Bytes, BytesMut};
@@ -233,11 +233,7 @@ pub(crate) fn parse_head(
             // Whatever the coding, a body follows whose end only it would tell.
             has_body = true;
         } else if name == header::CONNECTION {
-            for token in value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .map(<[u8]>::trim_ascii)
-            {
+            for token in list_tokens(value.as_bytes()) {
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
             }

@@ -202,7 +202,7 @@ pub(crate) fn parse_head(
             }
             chunked = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            for token in list_tokens(value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -260,6 +260,11 @@ pub(crate) fn parse_head(
         framing,
         keep_alive,
     })
+}
+
+/// The tokens of a comma-separated header value such as Connection's, trimmed.
+pub(crate) fn list_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 /// Appends one header line, `name: value` and CRLF, to a head being written.

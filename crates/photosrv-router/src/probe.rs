@@ -86,8 +86,8 @@ fn asks_to_close(response: &httparse::Response<'_, '_>) -> bool {
         .headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-        .flat_map(|h| h.value.split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+        .flat_map(|h| h1::list_tokens(h.value))
+        .any(|token| token.eq_ignore_ascii_case(b"close"))
 }
 
 #[cfg(test)]
