@@ -85,6 +85,8 @@ pub struct Settings {
     pub max_header_bytes: Option<usize>,
     /// `upstream_buffer_bytes`: the most read from a node at once, per connection.
     pub upstream_buffer_bytes: Option<usize>,
+    /// `splice_bodies on|off`: pass large bodies on with splice(2) instead of copying them.
+    pub splice_bodies: Option<bool>,
     /// `migration_key`: the secret that migration switching requires.
     pub migration_key: Option<String>,
     /// `migration_state`: the file the migration state is kept in.
@@ -108,6 +110,7 @@ const KEYS: &[&str] = &[
     "max_connections",
     "max_header_bytes",
     "upstream_buffer_bytes",
+    "splice_bodies",
     "migration_key",
     "migration_state",
     "log_format",
@@ -141,6 +144,7 @@ impl Settings {
             max_connections: self.max_connections.or(under.max_connections),
             max_header_bytes: self.max_header_bytes.or(under.max_header_bytes),
             upstream_buffer_bytes: self.upstream_buffer_bytes.or(under.upstream_buffer_bytes),
+            splice_bodies: self.splice_bodies.or(under.splice_bodies),
             migration_key: self.migration_key.or(under.migration_key),
             migration_state: self.migration_state.or(under.migration_state),
             log_format: self.log_format.or(under.log_format),
@@ -201,6 +205,13 @@ impl Settings {
                     }
                     "upstream_buffer_bytes" => {
                         s.upstream_buffer_bytes = Some(parse(text, "a number of bytes")?)
+                    }
+                    "splice_bodies" => {
+                        s.splice_bodies = Some(match text {
+                            "on" => true,
+                            "off" => false,
+                            _ => return Err(format!("{text:?} is not on or off")),
+                        })
                     }
                     "migration_key" => s.migration_key = Some(text.to_owned()),
                     "migration_state" => s.migration_state = Some(PathBuf::from(text)),

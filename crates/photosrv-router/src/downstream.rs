@@ -17,14 +17,16 @@
 //! is read and dropped for a while ([`LINGER`]). A connection that opens with the HTTP/2 preface
 //! (h2c, prior knowledge) is handed to hyper with the bytes read so far.
 
+use crate::forward::ProxyBody;
 use crate::h1::{list_tokens, parse_length, push_field};
 use crate::router::Reply;
+use crate::splice::{self, Pipe};
 use crate::Router;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use http_body::Body as _;
-use http_body_util::BodyExt as _;
+use http_body_util::{BodyExt as _, Either};
 use hyper_util::rt::TokioIo;
 use photosrv_http::{Closing, ServeSettings};
 use std::cell::RefCell;
@@ -353,6 +355,11 @@ async fn respond(
         write_all(stream, &mut [&head]).await?;
         return Ok(keep_alive);
     }
+    if let Framing::Length(length) = framing {
+        if let Some(spliced) = splice_body(stream, &head, &mut body, length).await {
+            return spliced.map(|()| keep_alive);
+        }
+    }
     let mut written = 0u64;
     let mut head = Some(head);
     loop {
@@ -399,6 +406,36 @@ async fn respond(
             Ok(keep_alive)
         }
     }
+}
+
+/// Writes `head` and passes a node's Content-Length body on without copying it
+/// (`splice.rs`); None, with nothing written, if `body` is not such a body or no pipe can be
+/// had (it is then copied).
+async fn splice_body(
+    stream: &mut TcpStream,
+    head: &[u8],
+    body: &mut ProxyBody,
+    length: u64,
+) -> Option<io::Result<()>> {
+    let Either::Left(upstream) = body else {
+        return None;
+    };
+    let pipe = match Pipe::take(upstream.rest()?.chunk) {
+        Ok(pipe) => pipe,
+        Err(error) => {
+            tracing::debug!(%error, "no pipe to splice a body through: copying it");
+            return None;
+        }
+    };
+    let rest = upstream.take_rest()?;
+    if rest.length() != length {
+        return Some(Err(io::Error::other("body framed twice, differently")));
+    }
+    let spliced = async {
+        write_all(stream, &mut [head, &rest.connection.buf]).await?;
+        splice::transfer(&rest.connection.stream, stream, pipe, rest.unread()).await
+    };
+    Some(spliced.await.map(|()| (*rest).finished()))
 }
 
 /// Writes every byte of `parts`, in order, with as few system calls as the socket allows.

@@ -466,6 +466,9 @@ pub struct UpstreamBody {
 #[derive(Debug)]
 enum BodyKind {
     Whole(Option<Bytes>),
+    /// Not read yet: an HTTP/1 client's side splices it across (`splice.rs`); polled as a
+    /// body, a reader task streams it.
+    Waiting(Option<Box<Rest>>),
     Streamed {
         chunks: mpsc::Receiver<io::Result<Bytes>>,
         hint: SizeHint,
@@ -478,6 +481,73 @@ impl UpstreamBody {
             kind: BodyKind::Whole((!bytes.is_empty()).then_some(bytes)),
         }
     }
+
+    /// The body still on the node's connection, whose bytes can be passed on as they are;
+    /// None if it is not such a body, or was already polled.
+    pub(crate) fn rest(&self) -> Option<&Rest> {
+        match &self.kind {
+            BodyKind::Waiting(rest) => rest.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Takes [`Self::rest`] for its bytes to be passed on.
+    pub(crate) fn take_rest(&mut self) -> Option<Box<Rest>> {
+        match &mut self.kind {
+            BodyKind::Waiting(rest) => rest.take(),
+            _ => None,
+        }
+    }
+}
+
+/// A Content-Length body not read yet: its start is in the connection's buffer, the rest
+/// still on the connection.
+#[derive(Debug)]
+pub(crate) struct Rest {
+    node: Arc<Node>,
+    pub(crate) connection: Connection,
+    /// The whole body's length, the buffered start included.
+    length: u64,
+    keep_alive: bool,
+    /// `upstream_buffer_bytes`: the most read, or spliced, at once.
+    pub(crate) chunk: usize,
+}
+
+impl Rest {
+    pub(crate) fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// What follows the buffered start.
+    pub(crate) fn unread(&self) -> u64 {
+        self.length - self.connection.buf.len() as u64
+    }
+
+    /// After its bytes were all passed on: the connection goes back to the node's pool.
+    pub(crate) fn finished(self) {
+        let Rest {
+            node,
+            mut connection,
+            keep_alive,
+            ..
+        } = self;
+        if keep_alive {
+            connection.buf.clear();
+            node.pool.keep(connection, Instant::now());
+        }
+    }
+
+    /// Streams it by a reader task, as any other body that did not come whole.
+    fn stream(self) -> BodyKind {
+        let Rest {
+            node,
+            connection,
+            length,
+            keep_alive,
+            chunk,
+        } = self;
+        spawn_reader(node, connection, Framing::Length(length), keep_alive, chunk)
+    }
 }
 
 impl Body for UpstreamBody {
@@ -488,7 +558,15 @@ impl Body for UpstreamBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match &mut self.get_mut().kind {
+        let kind = &mut self.get_mut().kind;
+        if let BodyKind::Waiting(rest) = kind {
+            *kind = match rest.take() {
+                Some(rest) => (*rest).stream(),
+                None => BodyKind::Whole(None),
+            };
+        }
+        match kind {
+            BodyKind::Waiting(_) => Poll::Ready(None),
             BodyKind::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             BodyKind::Streamed { chunks, .. } => chunks
                 .poll_recv(cx)
@@ -497,7 +575,7 @@ impl Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.kind, BodyKind::Whole(None))
+        matches!(self.kind, BodyKind::Whole(None) | BodyKind::Waiting(None))
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -505,21 +583,24 @@ impl Body for UpstreamBody {
             BodyKind::Whole(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
+            BodyKind::Waiting(rest) => SizeHint::with_exact(rest.as_ref().map_or(0, |r| r.length)),
             BodyKind::Streamed { hint, .. } => *hint,
         }
     }
 }
 
 /// The body after a head, whose rest is in the connection's buffer: whole if it is all
-/// there (the connection then goes back to `node`'s pool at once), else streamed by a task
-/// that reads it, up to `chunk` bytes at a time, and gives the connection back at its end
-/// when it can be reused.
+/// there (the connection then goes back to `node`'s pool at once); else, framed by
+/// Content-Length and if `splice`, left on the connection until the client's side splices
+/// it or polls it; else streamed by a task that reads it, up to `chunk` bytes at a time, and gives the
+/// connection back at its end when it can be reused.
 pub(crate) fn body(
     node: &Arc<Node>,
     mut connection: Connection,
     framing: Framing,
     keep_alive: bool,
     chunk: usize,
+    splice: bool,
 ) -> UpstreamBody {
     let buffered = connection.buf.len() as u64;
     match framing {
@@ -537,28 +618,46 @@ pub(crate) fn body(
             }
             UpstreamBody::whole(whole)
         }
-        _ => {
-            let hint = match framing {
-                Framing::Length(length) => SizeHint::with_exact(length),
-                _ => SizeHint::default(),
-            };
-            // The reader reads the next piece while the client's side writes the one before,
-            // as hyper's connection task did (without that read-ahead the fifth session
-            // measured a loss at 256 KiB); one piece at most waits in between.
-            let (tx, chunks) = mpsc::channel(1);
-            let reader = Reader {
+        Framing::Length(length) if splice => UpstreamBody {
+            kind: BodyKind::Waiting(Some(Box::new(Rest {
                 node: node.clone(),
                 connection,
+                length,
+                keep_alive,
                 chunk,
-                next_read: FIRST_READ.min(chunk),
-                tx,
-            };
-            tokio::spawn(reader.run(framing, keep_alive));
-            UpstreamBody {
-                kind: BodyKind::Streamed { chunks, hint },
-            }
-        }
+            }))),
+        },
+        _ => UpstreamBody {
+            kind: spawn_reader(node.clone(), connection, framing, keep_alive, chunk),
+        },
     }
+}
+
+/// A task that reads the body off `connection`, and the kind of body that streams it.
+fn spawn_reader(
+    node: Arc<Node>,
+    connection: Connection,
+    framing: Framing,
+    keep_alive: bool,
+    chunk: usize,
+) -> BodyKind {
+    let hint = match framing {
+        Framing::Length(length) => SizeHint::with_exact(length),
+        _ => SizeHint::default(),
+    };
+    // The reader reads the next piece while the client's side writes the one before, as
+    // hyper's connection task did (without that read-ahead the fifth session measured a
+    // loss at 256 KiB); one piece at most waits in between.
+    let (tx, chunks) = mpsc::channel(1);
+    let reader = Reader {
+        node,
+        connection,
+        chunk,
+        next_read: FIRST_READ.min(chunk),
+        tx,
+    };
+    tokio::spawn(reader.run(framing, keep_alive));
+    BodyKind::Streamed { chunks, hint }
 }
 
 /// Reads one streamed body off a node's connection.

@@ -35,6 +35,7 @@ mod probe;
 mod reload;
 mod router;
 mod server;
+mod splice;
 mod table;
 
 pub use forward::ProxyBody;

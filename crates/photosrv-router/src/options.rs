@@ -40,6 +40,9 @@ pub struct RouterOptions {
     /// The most read from a node at once, per connection: each kept connection that carried
     /// a large body holds a read buffer up to this big while it lives.
     pub upstream_buffer_bytes: usize,
+    /// Whether a node's Content-Length body goes to an HTTP/1 client by splice(2) rather
+    /// than through the router's memory (off by default: docs/configuration.md says why).
+    pub splice_bodies: bool,
     /// The secret for migration switching; switching is refused without one.
     pub migration_key: Option<String>,
     /// Where the migration state is kept.
@@ -84,6 +87,7 @@ impl RouterOptions {
             // A response's first read is 8 KiB (`h1::FIRST_READ`): smaller reads would only add
             // system calls.
             upstream_buffer_bytes: s.upstream_buffer_bytes.unwrap_or(128 * 1024).max(8192),
+            splice_bodies: s.splice_bodies.unwrap_or(false),
             migration_key: s.migration_key.filter(|k| !k.is_empty()),
             migration_state: s.migration_state,
             log_format: s.log_format.unwrap_or_default(),
@@ -123,20 +127,36 @@ mod tests {
         assert_eq!(options.mode, ReplicaMode::Random);
     }
 
+    /// A config with `setting` in its `<photosrv>` block.
+    fn config_with(setting: &str) -> Result<Config, photosrv_config::ConfigError> {
+        let text = format!("<photosrv>\n{setting}\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n");
+        Config::parse(std::path::Path::new("/p.cfg"), text.as_bytes())
+    }
+
     #[test]
     fn upstream_buffer_defaults_to_128_kib_and_never_goes_below_8_kib() {
-        let config = |setting: &str| {
-            let text = format!("<photosrv>\n{setting}\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n");
-            Config::parse(std::path::Path::new("/p.cfg"), text.as_bytes())
-        };
         let parse = |setting: &str| {
-            RouterOptions::resolve(&config(setting).unwrap(), Settings::default())
+            RouterOptions::resolve(&config_with(setting).unwrap(), Settings::default())
                 .upstream_buffer_bytes
         };
         assert_eq!(parse(""), 128 * 1024);
         assert_eq!(parse("upstream_buffer_bytes 65536"), 64 * 1024);
         assert_eq!(parse("upstream_buffer_bytes 100"), 8192);
-        let error = config("upstream_buffer_bytes lots").unwrap_err();
+        let error = config_with("upstream_buffer_bytes lots").unwrap_err();
         assert!(error.to_string().contains("/p.cfg:2:23"), "{error}");
+    }
+
+    #[test]
+    fn splicing_is_off_unless_turned_on() {
+        let parse = |setting: &str| {
+            RouterOptions::resolve(&config_with(setting).unwrap(), Settings::default())
+                .splice_bodies
+        };
+        assert!(!parse(""));
+        assert!(parse("splice_bodies on"));
+        assert!(!parse("splice_bodies off"));
+        let error = config_with("splice_bodies yes").unwrap_err();
+        assert!(error.to_string().contains("/p.cfg:2:15"), "{error}");
+        assert!(error.to_string().contains("not on or off"), "{error}");
     }
 }

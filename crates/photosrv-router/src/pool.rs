@@ -125,10 +125,12 @@ pub(crate) struct Upstream {
     /// The most a body's reader reads at once: what a streamed response holds per
     /// connection in the router, twice (one chunk read ahead, one being written).
     read_buffer: usize,
+    /// Whether Content-Length bodies wait for the client's side to splice them.
+    splice: bool,
 }
 
 impl Upstream {
-    pub(crate) fn new(connect_timeout: Duration, read_buffer: usize) -> Upstream {
+    pub(crate) fn new(connect_timeout: Duration, read_buffer: usize, splice: bool) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -136,6 +138,7 @@ impl Upstream {
         Upstream {
             connector,
             read_buffer,
+            splice,
         }
     }
 
@@ -183,7 +186,14 @@ impl Upstream {
         .await?;
         let raw = buf.split_to(length).freeze();
         let (framing, keep_alive) = (parsed.framing, parsed.keep_alive);
-        let body = h1::body(node, connection, framing, keep_alive, self.read_buffer);
+        let body = h1::body(
+            node,
+            connection,
+            framing,
+            keep_alive,
+            self.read_buffer,
+            self.splice,
+        );
         Ok(NodeResponse::new(parsed, raw, body))
     }
 
@@ -227,7 +237,7 @@ mod tests {
     }
 
     fn upstream() -> Upstream {
-        Upstream::new(Duration::from_secs(1), 64 * 1024)
+        Upstream::new(Duration::from_secs(1), 64 * 1024, false)
     }
 
     async fn body(response: NodeResponse) -> std::io::Result<Bytes> {
@@ -382,7 +392,13 @@ mod tests {
             ),
         ] {
             let label = String::from_utf8_lossy(&head[..head.len().min(60)]).into_owned();
-            for delay in [Duration::ZERO, Duration::from_millis(20)] {
+            // A body that comes after its head is streamed, or waits to be spliced (and is
+            // then polled here): the same either way.
+            for (delay, splice) in [
+                (Duration::ZERO, false),
+                (Duration::from_millis(20), false),
+                (Duration::from_millis(20), true),
+            ] {
                 // The node keeps every connection open: only the router decides.
                 let (_fake, node) = node_with(Script {
                     answers: usize::MAX,
@@ -391,12 +407,13 @@ mod tests {
                     body_delay: delay,
                 })
                 .await;
-                let response = upstream().send(&node, GET, false).await.unwrap();
+                let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024, splice);
+                let response = upstream.send(&node, GET, false).await.unwrap();
                 assert_eq!(body(response).await.unwrap(), want, "{label}");
                 // Extra bytes may come in a read of their own after the body.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let reused = node.pool.take(Instant::now()).is_some();
-                assert_eq!(reused, kept, "{label} {delay:?}");
+                assert_eq!(reused, kept, "{label} {delay:?} splice {splice}");
             }
         }
         // Read until the node closes: the body is whole, and the connection done.

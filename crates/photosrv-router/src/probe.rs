@@ -98,7 +98,7 @@ mod tests {
     use std::time::Duration;
 
     fn upstream() -> Upstream {
-        Upstream::new(Duration::from_secs(1), 64 * 1024)
+        Upstream::new(Duration::from_secs(1), 64 * 1024, false)
     }
 
     async fn probe(fake: &FakeNode) -> Result<StatusCode, UpstreamError> {

@@ -159,7 +159,11 @@ impl Router {
         let migration = crate::migration::restore(&options, &table)?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let upstream = Upstream::new(options.connect_timeout, options.upstream_buffer_bytes);
+        let upstream = Upstream::new(
+            options.connect_timeout,
+            options.upstream_buffer_bytes,
+            options.splice_bodies,
+        );
         let router = Router {
             inner: Arc::new(Inner {
                 options,

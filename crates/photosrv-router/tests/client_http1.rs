@@ -354,3 +354,132 @@ async fn a_refused_body_is_drained_so_the_answer_arrives() {
         }
     }
 }
+
+/// `len` bytes that differ from page to page, so a piece out of place would show.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 4093) as u8).collect()
+}
+
+/// How many pipes this process has open.
+fn open_pipes() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .count()
+}
+
+/// With `splice_bodies on`, a node's large Content-Length body goes to HTTP/1 clients by
+/// splice(2): it arrives whole and in order, the node's connection is kept for the next
+/// request, and an h2c client (whose body is copied into frames) gets the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spliced_bodies_arrive_whole_and_keep_the_node_connection() {
+    let object: &'static [u8] = Box::leak(pattern((3 << 20) + 1).into_boxed_slice());
+    let node =
+        photosrv_testkit::FaultyNode::start(photosrv_testkit::Fault::Slow(Duration::ZERO, object))
+            .await
+            .unwrap();
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
+        node.url()
+    );
+    let router = RouterBuilder::new(config)
+        .settings(|s| s.splice_bodies = Some(true))
+        .start()
+        .await
+        .unwrap();
+    let pipes_before = open_pipes();
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let response = client
+            .get(format!("{}/big.jpg", router.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.content_length(), Some(object.len() as u64));
+        let body = response.bytes().await.unwrap();
+        assert!(body == object, "{} bytes, not the object", body.len());
+    }
+    let response = client
+        .head(format!("{}/big.jpg", router.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.bytes().await.unwrap().is_empty());
+    assert_eq!(node.accepted(), 1, "the node's connection was not kept");
+    // The router runs in this process: the pipes it spliced through are kept for the next
+    // body, so they witness that the bodies did not go the copying way.
+    assert!(
+        open_pipes() > pipes_before,
+        "no pipe was made: nothing was spliced"
+    );
+    let h2c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let response = h2c
+        .get(format!("{}/big.jpg", router.url()).parse().unwrap())
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body == object, "h2c: {} bytes, not the object", body.len());
+}
+
+/// A node that sends part of a Content-Length body and closes: the client gets that part and
+/// then a closed connection, never a clean end it could take for the whole object; copied or
+/// spliced alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
+    let sent = pattern(300 * 1024);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = listener.local_addr().unwrap();
+    let answer = [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1048576\r\n\r\n".as_slice(),
+        &sent,
+    ]
+    .concat();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(&answer).await;
+            });
+        }
+    });
+    for splice in [false, true] {
+        let config = format!(
+            "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://{node}\n</shards>\n</dc1>\n</photosrv>\n"
+        );
+        let router = RouterBuilder::new(config)
+            .settings(|s| s.splice_bodies = Some(splice))
+            .start()
+            .await
+            .unwrap();
+        let mut stream = TcpStream::connect(router.addr).await.unwrap();
+        stream
+            .write_all(b"GET /x.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got));
+        read.await
+            .expect("the client's connection was left open")
+            .unwrap();
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(got.starts_with(b"HTTP/1.1 200"), "splice {splice}");
+        assert!(
+            got[end..] == sent[..],
+            "splice {splice}: {} body bytes",
+            got.len() - end
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! A body's bytes from a node's connection to a client's without copying them through the
+//! router: `splice(2)` moves them from one socket into a pipe and from the pipe into the
+//! other socket, as page references, where reading and writing them copies each byte twice.
+//! Copying was most of the router's own CPU per request for large objects: 1.27 of its
+//! CPU seconds per 10k 256 KiB GETs were kernel time, most of it those copies
+//! (docs/benchmarks.md).
+//!
+//! Only a body framed by Content-Length is spliced, on an HTTP/1 client's connection: its
+//! bytes go to the client as they are. Chunked bodies are decoded and re-framed, and h2c
+//! clients get frames, so those are copied as before.
+//!
+//! Readiness comes from tokio's reactor for the two sockets; the pipe is never waited on.
+//! Data goes into the pipe only when it is empty, and out of it only while it holds some, so
+//! a pipe that is full or empty can never be mistaken for a socket that is not ready (which
+//! would clear that socket's readiness and leave the transfer waiting for an edge that has
+//! already passed).
+
+use rustix::pipe::{self, PipeFlags, SpliceFlags};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::OwnedFd;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// How many emptied pipes a worker thread keeps for the next body, so a pipe is not made
+/// and closed (three system calls) for every response.
+const SPARE_PIPES: usize = 8;
+
+/// A pipe to carry bytes between two sockets; empty whenever it is not in use.
+#[derive(Debug)]
+pub(crate) struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    /// Its capacity: the most one splice into it may move.
+    size: usize,
+}
+
+thread_local! {
+    static SPARE: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Pipe {
+    /// An empty pipe of (about) `size` bytes: a spare one of this thread's if it has one.
+    /// The size is what the kernel grants: a user over its pipe-buffer limit gets the
+    /// default size, which only makes more, smaller transfers.
+    pub(crate) fn take(size: usize) -> io::Result<Pipe> {
+        if let Some(pipe) = SPARE.with_borrow_mut(|spare| {
+            let at = spare.iter().position(|pipe| pipe.size >= size)?;
+            Some(spare.swap_remove(at))
+        }) {
+            return Ok(pipe);
+        }
+        let (read, write) = pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        let size =
+            pipe::fcntl_setpipe_size(&write, size).or_else(|_| pipe::fcntl_getpipe_size(&write))?;
+        Ok(Pipe { read, write, size })
+    }
+
+    /// Keeps an emptied pipe for the next body on this thread.
+    fn give_back(self) {
+        SPARE.with_borrow_mut(|spare| {
+            if spare.len() < SPARE_PIPES {
+                spare.push(self);
+            }
+        });
+    }
+}
+
+/// Moves exactly `length` bytes from `from` to `to` through `pipe`. On an error, or when
+/// `from` ends early (an `UnexpectedEof` error), some bytes may have gone and some may be
+/// left in the pipe, which is then closed; on success it is kept for the next body.
+pub(crate) async fn transfer(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe: Pipe,
+    mut length: u64,
+) -> io::Result<()> {
+    let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+    while length > 0 {
+        let want = usize::try_from(length).unwrap_or(usize::MAX).min(pipe.size);
+        let mut in_pipe = retry(from, Interest::READABLE, || {
+            pipe::splice(from, None, &pipe.write, None, want, flags)
+        })
+        .await?;
+        if in_pipe == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "node closed mid-body",
+            ));
+        }
+        length -= in_pipe as u64;
+        while in_pipe > 0 {
+            let out = if length > 0 {
+                flags | SpliceFlags::MORE
+            } else {
+                flags
+            };
+            let moved = retry(to, Interest::WRITABLE, || {
+                pipe::splice(&pipe.read, None, to, None, in_pipe, out)
+            })
+            .await?;
+            if moved == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            in_pipe -= moved;
+        }
+    }
+    pipe.give_back();
+    Ok(())
+}
+
+/// Runs `splice` once `socket` is ready for `interest`, again after each time it finds the
+/// socket was not ready after all.
+async fn retry(
+    socket: &TcpStream,
+    interest: Interest,
+    mut splice: impl FnMut() -> rustix::io::Result<usize>,
+) -> io::Result<usize> {
+    loop {
+        socket.ready(interest).await?;
+        match socket.try_io(interest, || splice().map_err(io::Error::from)) {
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return result,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpListener;
+
+    /// Two connected loopback sockets.
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (far, _) = listener.accept().await.unwrap();
+        (near, far)
+    }
+
+    fn pattern(length: usize) -> Vec<u8> {
+        (0..length).map(|i| (i * 7 + i / 4093) as u8).collect()
+    }
+
+    /// A node socket that sends `sent`, a client socket that reads everything; what the
+    /// client got and what `transfer` of `length` returned.
+    async fn through(sent: Vec<u8>, length: u64, pipe_size: usize) -> (Vec<u8>, io::Result<()>) {
+        let (mut node, from) = socket_pair().await;
+        let (to, mut client) = socket_pair().await;
+        let sender = tokio::spawn(async move {
+            node.write_all(&sent).await.unwrap();
+            // The node closes after what it sent.
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let result = transfer(&from, &to, Pipe::take(pipe_size).unwrap(), length).await;
+        drop(to);
+        sender.await.unwrap();
+        (reader.await.unwrap(), result)
+    }
+
+    #[tokio::test]
+    async fn bodies_arrive_whole_through_pipes_of_any_size() {
+        for (length, pipe_size) in [
+            (1, 4096),
+            (5 << 20, 64 * 1024),
+            (3 << 20, 4096),
+            (300_001, 1 << 20),
+        ] {
+            let sent = pattern(length);
+            let (got, result) = through(sent.clone(), length as u64, pipe_size).await;
+            result.unwrap();
+            assert!(
+                got == sent,
+                "{length} bytes through a {pipe_size}-byte pipe"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_framed_length_is_moved() {
+        let sent = pattern(200_000);
+        let (got, result) = through(sent.clone(), 150_000, 64 * 1024).await;
+        result.unwrap();
+        assert!(got == sent[..150_000]);
+    }
+
+    #[tokio::test]
+    async fn a_node_that_ends_early_is_an_error() {
+        let sent = pattern(100_000);
+        let (got, result) = through(sent.clone(), 100_001, 64 * 1024).await;
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert!(got == sent, "what the node sent is passed on");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_goes_away_is_an_error() {
+        let (mut node, from) = socket_pair().await;
+        let (to, client) = socket_pair().await;
+        drop(client);
+        let sender = tokio::spawn(async move {
+            let _ = node.write_all(&pattern(8 << 20)).await;
+        });
+        let result = transfer(&from, &to, Pipe::take(64 * 1024).unwrap(), 8 << 20).await;
+        assert!(result.is_err());
+        drop(from);
+        sender.await.unwrap();
+    }
+}
