@@ -20,7 +20,7 @@
 use crate::forward::ProxyBody;
 use crate::h1::{list_tokens, parse_length, push_field};
 use crate::router::Reply;
-use crate::splice::{self, Pipe};
+use crate::splice::{self, Broken, Pipe};
 use crate::Router;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -420,7 +420,7 @@ async fn splice_body(
     let Either::Left(upstream) = body else {
         return None;
     };
-    let pipe = match Pipe::take(upstream.rest()?.chunk) {
+    let pipe = match Pipe::take(upstream.rest()?.rules.chunk) {
         Ok(pipe) => pipe,
         Err(error) => {
             tracing::debug!(%error, "no pipe to splice a body through: copying it");
@@ -431,11 +431,21 @@ async fn splice_body(
     if rest.length() != length {
         return Some(Err(io::Error::other("body framed twice, differently")));
     }
-    let spliced = async {
-        write_all(stream, &mut [head, &rest.connection.buf]).await?;
-        splice::transfer(&rest.connection.stream, stream, pipe, rest.unread()).await
-    };
-    Some(spliced.await.map(|()| (*rest).finished()))
+    if let Err(error) = write_all(stream, &mut [head, &rest.connection.buf]).await {
+        return Some(Err(error));
+    }
+    let from = &rest.connection.stream;
+    match splice::transfer(from, stream, pipe, rest.unread(), rest.rules.idle).await {
+        Ok(()) => {
+            (*rest).finished();
+            Some(Ok(()))
+        }
+        Err(Broken::Node(error)) => {
+            tracing::warn!(node = %rest.node().addr.url, %error, "node's body cut short");
+            Some(Err(error))
+        }
+        Err(Broken::Client(error)) => Some(Err(error)),
+    }
 }
 
 /// Writes every byte of `parts`, in order, with as few system calls as the socket allows.

@@ -29,7 +29,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -500,6 +500,25 @@ impl UpstreamBody {
     }
 }
 
+/// How a node's body is read: the same for every body of a router.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyRules {
+    /// `upstream_buffer_bytes`: the most read, or spliced, at once.
+    pub(crate) chunk: usize,
+    /// `splice_bodies`: whether Content-Length bodies wait for the client's side to splice
+    /// them.
+    pub(crate) splice: bool,
+    /// `upstream_timeout`: the longest a node may leave a body waiting for its next bytes.
+    /// Without it a node that stops mid-body would hold its client, and the router's side
+    /// of both connections, for as long as the node's host keeps the connection open.
+    pub(crate) idle: Duration,
+}
+
+/// The error of a body whose node went silent for longer than [`BodyRules::idle`].
+pub(crate) fn silent_node() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "node silent mid-body")
+}
+
 /// A Content-Length body not read yet: its start is in the connection's buffer, the rest
 /// still on the connection.
 #[derive(Debug)]
@@ -509,13 +528,16 @@ pub(crate) struct Rest {
     /// The whole body's length, the buffered start included.
     length: u64,
     keep_alive: bool,
-    /// `upstream_buffer_bytes`: the most read, or spliced, at once.
-    pub(crate) chunk: usize,
+    pub(crate) rules: BodyRules,
 }
 
 impl Rest {
     pub(crate) fn length(&self) -> u64 {
         self.length
+    }
+
+    pub(crate) fn node(&self) -> &Node {
+        &self.node
     }
 
     /// What follows the buffered start.
@@ -544,9 +566,9 @@ impl Rest {
             connection,
             length,
             keep_alive,
-            chunk,
+            rules,
         } = self;
-        spawn_reader(node, connection, Framing::Length(length), keep_alive, chunk)
+        spawn_reader(node, connection, Framing::Length(length), keep_alive, rules)
     }
 }
 
@@ -592,15 +614,14 @@ impl Body for UpstreamBody {
 /// The body after a head, whose rest is in the connection's buffer: whole if it is all
 /// there (the connection then goes back to `node`'s pool at once); else, framed by
 /// Content-Length and if `splice`, left on the connection until the client's side splices
-/// it or polls it; else streamed by a task that reads it, up to `chunk` bytes at a time, and gives the
-/// connection back at its end when it can be reused.
+/// it or polls it; else streamed by a task that reads it, a piece of up to `rules.chunk`
+/// bytes at a time, and gives the connection back at its end when it can be reused.
 pub(crate) fn body(
     node: &Arc<Node>,
     mut connection: Connection,
     framing: Framing,
     keep_alive: bool,
-    chunk: usize,
-    splice: bool,
+    rules: BodyRules,
 ) -> UpstreamBody {
     let buffered = connection.buf.len() as u64;
     match framing {
@@ -618,17 +639,17 @@ pub(crate) fn body(
             }
             UpstreamBody::whole(whole)
         }
-        Framing::Length(length) if splice => UpstreamBody {
+        Framing::Length(length) if rules.splice => UpstreamBody {
             kind: BodyKind::Waiting(Some(Box::new(Rest {
                 node: node.clone(),
                 connection,
                 length,
                 keep_alive,
-                chunk,
+                rules,
             }))),
         },
         _ => UpstreamBody {
-            kind: spawn_reader(node.clone(), connection, framing, keep_alive, chunk),
+            kind: spawn_reader(node.clone(), connection, framing, keep_alive, rules),
         },
     }
 }
@@ -639,7 +660,7 @@ fn spawn_reader(
     connection: Connection,
     framing: Framing,
     keep_alive: bool,
-    chunk: usize,
+    rules: BodyRules,
 ) -> BodyKind {
     let hint = match framing {
         Framing::Length(length) => SizeHint::with_exact(length),
@@ -652,8 +673,9 @@ fn spawn_reader(
     let reader = Reader {
         node,
         connection,
-        chunk,
-        next_read: FIRST_READ.min(chunk),
+        chunk: rules.chunk,
+        next_read: FIRST_READ.min(rules.chunk),
+        idle: rules.idle,
         tx,
     };
     tokio::spawn(reader.run(framing, keep_alive));
@@ -667,6 +689,8 @@ struct Reader {
     /// The most one read may take (`upstream_buffer_bytes`), and what the next one asks.
     chunk: usize,
     next_read: usize,
+    /// The longest the node may be silent (`BodyRules::idle`).
+    idle: Duration,
     tx: mpsc::Sender<io::Result<Bytes>>,
 }
 
@@ -684,6 +708,9 @@ impl Reader {
             Ok(_) => {}
             Err(error) => {
                 // The client sees its response cut short; the node's connection is closed.
+                if !self.tx.is_closed() {
+                    tracing::warn!(node = %self.node.addr.url, %error, "node's body cut short");
+                }
                 let _ = self.tx.send(Err(error)).await;
             }
         }
@@ -702,11 +729,10 @@ impl Reader {
         if self.connection.buf.capacity() - self.connection.buf.len() < room {
             self.connection.buf.reserve(room);
         }
-        let read = self
-            .connection
-            .stream
-            .read_buf(&mut self.connection.buf)
-            .await?;
+        let read = self.connection.stream.read_buf(&mut self.connection.buf);
+        let read = tokio::time::timeout(self.idle, read)
+            .await
+            .map_err(|_| silent_node())??;
         // As hyper's adaptive reads: grow while reads fill the room, shrink when they leave
         // most of it empty. Always asking for the most made every read a fresh allocation
         // of `upstream_buffer_bytes`, at the allocator's mmap threshold: page faults and

@@ -13,7 +13,7 @@
 //! answer is safe to send again); closed connections are dropped and idle ones expire; a
 //! connection is reused only once the previous response's body has been read whole.
 
-use crate::h1::{self, ExchangeError, NodeResponse};
+use crate::h1::{self, BodyRules, ExchangeError, NodeResponse};
 use crate::node::Node;
 use bytes::BytesMut;
 use http::Uri;
@@ -122,24 +122,18 @@ fn drop_expired(idle: &mut VecDeque<Idle>, now: Instant) {
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
     connector: HttpConnector,
-    /// The most a body's reader reads at once: what a streamed response holds per
-    /// connection in the router, twice (one chunk read ahead, one being written).
-    read_buffer: usize,
-    /// Whether Content-Length bodies wait for the client's side to splice them.
-    splice: bool,
+    /// How bodies are read. A streamed response holds up to `body.chunk` per connection in
+    /// the router, twice (one chunk read ahead, one being written).
+    body: BodyRules,
 }
 
 impl Upstream {
-    pub(crate) fn new(connect_timeout: Duration, read_buffer: usize, splice: bool) -> Upstream {
+    pub(crate) fn new(connect_timeout: Duration, body: BodyRules) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
-        Upstream {
-            connector,
-            read_buffer,
-            splice,
-        }
+        Upstream { connector, body }
     }
 
     /// Sends `head` (a whole request head, from `Forwarding::request_head`) to `node`, up to
@@ -186,14 +180,7 @@ impl Upstream {
         .await?;
         let raw = buf.split_to(length).freeze();
         let (framing, keep_alive) = (parsed.framing, parsed.keep_alive);
-        let body = h1::body(
-            node,
-            connection,
-            framing,
-            keep_alive,
-            self.read_buffer,
-            self.splice,
-        );
+        let body = h1::body(node, connection, framing, keep_alive, self.body);
         Ok(NodeResponse::new(parsed, raw, body))
     }
 
@@ -237,7 +224,16 @@ mod tests {
     }
 
     fn upstream() -> Upstream {
-        Upstream::new(Duration::from_secs(1), 64 * 1024, false)
+        upstream_with(false)
+    }
+
+    fn upstream_with(splice: bool) -> Upstream {
+        let body = BodyRules {
+            chunk: 64 * 1024,
+            splice,
+            idle: Duration::from_secs(5),
+        };
+        Upstream::new(Duration::from_secs(1), body)
     }
 
     async fn body(response: NodeResponse) -> std::io::Result<Bytes> {
@@ -407,8 +403,7 @@ mod tests {
                     body_delay: delay,
                 })
                 .await;
-                let upstream = Upstream::new(Duration::from_secs(1), 64 * 1024, splice);
-                let response = upstream.send(&node, GET, false).await.unwrap();
+                let response = upstream_with(splice).send(&node, GET, false).await.unwrap();
                 assert_eq!(body(response).await.unwrap(), want, "{label}");
                 // Extra bytes may come in a read of their own after the body.
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -98,7 +98,14 @@ mod tests {
     use std::time::Duration;
 
     fn upstream() -> Upstream {
-        Upstream::new(Duration::from_secs(1), 64 * 1024, false)
+        Upstream::new(
+            Duration::from_secs(1),
+            crate::h1::BodyRules {
+                chunk: 64 * 1024,
+                splice: false,
+                idle: Duration::from_secs(5),
+            },
+        )
     }
 
     async fn probe(fake: &FakeNode) -> Result<StatusCode, UpstreamError> {

@@ -1,7 +1,7 @@
 //! The shared router state and the request handler.
 
 use crate::forward::{self, Outcome, ProxyBody};
-use crate::h1::{parse_length, push_field, NodeResponse};
+use crate::h1::{parse_length, push_field, BodyRules, NodeResponse};
 use crate::metrics::{MethodLabel, Metrics, RingLabels};
 use crate::options::RouterOptions;
 use crate::pool::Upstream;
@@ -159,11 +159,12 @@ impl Router {
         let migration = crate::migration::restore(&options, &table)?;
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
-        let upstream = Upstream::new(
-            options.connect_timeout,
-            options.upstream_buffer_bytes,
-            options.splice_bodies,
-        );
+        let body = BodyRules {
+            chunk: options.upstream_buffer_bytes,
+            splice: options.splice_bodies,
+            idle: options.upstream_timeout,
+        };
+        let upstream = Upstream::new(options.connect_timeout, body);
         let router = Router {
             inner: Arc::new(Inner {
                 options,

@@ -15,10 +15,12 @@
 //! would clear that socket's readiness and leave the transfer waiting for an edge that has
 //! already passed).
 
+use crate::h1::silent_node;
 use rustix::pipe::{self, PipeFlags, SpliceFlags};
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -66,27 +68,43 @@ impl Pipe {
     }
 }
 
-/// Moves exactly `length` bytes from `from` to `to` through `pipe`. On an error, or when
-/// `from` ends early (an `UnexpectedEof` error), some bytes may have gone and some may be
-/// left in the pipe, which is then closed; on success it is kept for the next body.
+/// Which side of a transfer failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Broken {
+    /// The node's connection failed, ended early (`UnexpectedEof`), or was silent for
+    /// longer than allowed (`TimedOut`).
+    #[error("node: {0}")]
+    Node(io::Error),
+    /// The client's connection failed.
+    #[error("client: {0}")]
+    Client(io::Error),
+}
+
+/// Moves exactly `length` bytes from `from` to `to` through `pipe`, waiting at most `idle`
+/// for each piece from `from`. On an error some bytes may have gone and some may be left in
+/// the pipe, which is then closed; on success it is kept for the next body.
 pub(crate) async fn transfer(
     from: &TcpStream,
     to: &TcpStream,
     pipe: Pipe,
     mut length: u64,
-) -> io::Result<()> {
+    idle: Duration,
+) -> Result<(), Broken> {
     let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
     while length > 0 {
         let want = usize::try_from(length).unwrap_or(usize::MAX).min(pipe.size);
-        let mut in_pipe = retry(from, Interest::READABLE, || {
+        let into_pipe = retry(from, Interest::READABLE, || {
             pipe::splice(from, None, &pipe.write, None, want, flags)
-        })
-        .await?;
+        });
+        let mut in_pipe = match tokio::time::timeout(idle, into_pipe).await {
+            Ok(moved) => moved.map_err(Broken::Node)?,
+            Err(_) => return Err(Broken::Node(silent_node())),
+        };
         if in_pipe == 0 {
-            return Err(io::Error::new(
+            return Err(Broken::Node(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "node closed mid-body",
-            ));
+            )));
         }
         length -= in_pipe as u64;
         while in_pipe > 0 {
@@ -98,9 +116,10 @@ pub(crate) async fn transfer(
             let moved = retry(to, Interest::WRITABLE, || {
                 pipe::splice(&pipe.read, None, to, None, in_pipe, out)
             })
-            .await?;
+            .await
+            .map_err(Broken::Client)?;
             if moved == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+                return Err(Broken::Client(io::ErrorKind::WriteZero.into()));
             }
             in_pipe -= moved;
         }
@@ -131,6 +150,8 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::net::TcpListener;
 
+    const IDLE: Duration = Duration::from_secs(5);
+
     /// Two connected loopback sockets.
     async fn socket_pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -147,7 +168,11 @@ mod tests {
 
     /// A node socket that sends `sent`, a client socket that reads everything; what the
     /// client got and what `transfer` of `length` returned.
-    async fn through(sent: Vec<u8>, length: u64, pipe_size: usize) -> (Vec<u8>, io::Result<()>) {
+    async fn through(
+        sent: Vec<u8>,
+        length: u64,
+        pipe_size: usize,
+    ) -> (Vec<u8>, Result<(), Broken>) {
         let (mut node, from) = socket_pair().await;
         let (to, mut client) = socket_pair().await;
         let sender = tokio::spawn(async move {
@@ -159,7 +184,8 @@ mod tests {
             client.read_to_end(&mut got).await.unwrap();
             got
         });
-        let result = transfer(&from, &to, Pipe::take(pipe_size).unwrap(), length).await;
+        let pipe = Pipe::take(pipe_size).unwrap();
+        let result = transfer(&from, &to, pipe, length, IDLE).await;
         drop(to);
         sender.await.unwrap();
         (reader.await.unwrap(), result)
@@ -195,7 +221,10 @@ mod tests {
     async fn a_node_that_ends_early_is_an_error() {
         let sent = pattern(100_000);
         let (got, result) = through(sent.clone(), 100_001, 64 * 1024).await;
-        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert!(
+            matches!(&result, Err(Broken::Node(e)) if e.kind() == io::ErrorKind::UnexpectedEof),
+            "{result:?}"
+        );
         assert!(got == sent, "what the node sent is passed on");
     }
 
@@ -207,9 +236,35 @@ mod tests {
         let sender = tokio::spawn(async move {
             let _ = node.write_all(&pattern(8 << 20)).await;
         });
-        let result = transfer(&from, &to, Pipe::take(64 * 1024).unwrap(), 8 << 20).await;
-        assert!(result.is_err());
+        let pipe = Pipe::take(64 * 1024).unwrap();
+        let result = transfer(&from, &to, pipe, 8 << 20, IDLE).await;
+        assert!(matches!(result, Err(Broken::Client(_))), "{result:?}");
         drop(from);
         sender.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_node_silent_mid_body_is_an_error_after_the_idle_limit() {
+        let (mut node, from) = socket_pair().await;
+        let (to, mut client) = socket_pair().await;
+        node.write_all(&pattern(1000)).await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let started = std::time::Instant::now();
+        let pipe = Pipe::take(64 * 1024).unwrap();
+        let idle = Duration::from_millis(200);
+        let result = transfer(&from, &to, pipe, 2000, idle).await;
+        assert!(
+            matches!(&result, Err(Broken::Node(e)) if e.kind() == io::ErrorKind::TimedOut),
+            "{result:?}"
+        );
+        assert!(started.elapsed() >= idle);
+        drop(to);
+        assert_eq!(reader.await.unwrap(), pattern(1000));
+        // The node's connection is still open: only the limit ended the transfer.
+        drop(node);
     }
 }

@@ -426,9 +426,9 @@ async fn spliced_bodies_arrive_whole_and_keep_the_node_connection() {
     assert!(body == object, "h2c: {} bytes, not the object", body.len());
 }
 
-/// A node that sends part of a Content-Length body and closes: the client gets that part and
-/// then a closed connection, never a clean end it could take for the whole object; copied or
-/// spliced alike.
+/// A node that sends part of a Content-Length body and then closes, or goes silent: the
+/// client gets that part and then a closed connection (after `upstream_timeout` when the node
+/// is silent), never a clean end it could take for the whole object; copied or spliced alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
     let sent = pattern(300 * 1024);
@@ -452,6 +452,10 @@ async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
                     }
                 }
                 let _ = stream.write_all(&answer).await;
+                if seen.starts_with(b"GET /silent") {
+                    // Holds the connection open, sending nothing more, past the test's end.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
             });
         }
     });
@@ -460,26 +464,31 @@ async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
             "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://{node}\n</shards>\n</dc1>\n</photosrv>\n"
         );
         let router = RouterBuilder::new(config)
-            .settings(|s| s.splice_bodies = Some(splice))
+            .settings(|s| {
+                s.splice_bodies = Some(splice);
+                s.upstream_timeout_ms = Some(300);
+            })
             .start()
             .await
             .unwrap();
-        let mut stream = TcpStream::connect(router.addr).await.unwrap();
-        stream
-            .write_all(b"GET /x.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got));
-        read.await
-            .expect("the client's connection was left open")
-            .unwrap();
-        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        assert!(got.starts_with(b"HTTP/1.1 200"), "splice {splice}");
-        assert!(
-            got[end..] == sent[..],
-            "splice {splice}: {} body bytes",
-            got.len() - end
-        );
+        for path in ["/closes.jpg", "/silent.jpg"] {
+            let mut stream = TcpStream::connect(router.addr).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut got = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got));
+            read.await
+                .unwrap_or_else(|_| {
+                    panic!("{path} splice {splice}: the client's connection was left open")
+                })
+                .unwrap();
+            let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            assert!(got.starts_with(b"HTTP/1.1 200"), "{path} splice {splice}");
+            assert!(
+                got[end..] == sent[..],
+                "{path} splice {splice}: {} body bytes",
+                got.len() - end
+            );
+        }
     }
 }
