@@ -75,6 +75,8 @@ pub struct Settings {
     pub upstream_timeout_ms: Option<u64>,
     /// `header_read_timeout_ms`: how long a client may take to send its request headers.
     pub header_read_timeout_ms: Option<u64>,
+    /// `send_timeout_ms`: how long a client may take no bytes of a response.
+    pub send_timeout_ms: Option<u64>,
     /// `grace_period_ms`: how long in-flight requests may run after SIGTERM.
     pub grace_period_ms: Option<u64>,
     /// `reload_poll_ms`: the fallback poll interval of the config and roster watcher.
@@ -105,6 +107,7 @@ const KEYS: &[&str] = &[
     "connect_timeout_ms",
     "upstream_timeout_ms",
     "header_read_timeout_ms",
+    "send_timeout_ms",
     "grace_period_ms",
     "reload_poll_ms",
     "max_connections",
@@ -139,6 +142,7 @@ impl Settings {
             connect_timeout_ms: self.connect_timeout_ms.or(under.connect_timeout_ms),
             upstream_timeout_ms: self.upstream_timeout_ms.or(under.upstream_timeout_ms),
             header_read_timeout_ms: self.header_read_timeout_ms.or(under.header_read_timeout_ms),
+            send_timeout_ms: self.send_timeout_ms.or(under.send_timeout_ms),
             grace_period_ms: self.grace_period_ms.or(under.grace_period_ms),
             reload_poll_ms: self.reload_poll_ms.or(under.reload_poll_ms),
             max_connections: self.max_connections.or(under.max_connections),
@@ -195,6 +199,7 @@ impl Settings {
                     "connect_timeout_ms" => s.connect_timeout_ms = Some(parse(text, ms)?),
                     "upstream_timeout_ms" => s.upstream_timeout_ms = Some(parse(text, ms)?),
                     "header_read_timeout_ms" => s.header_read_timeout_ms = Some(parse(text, ms)?),
+                    "send_timeout_ms" => s.send_timeout_ms = Some(parse(text, ms)?),
                     "grace_period_ms" => s.grace_period_ms = Some(parse(text, ms)?),
                     "reload_poll_ms" => s.reload_poll_ms = Some(parse(text, ms)?),
                     "max_connections" => {

@@ -84,6 +84,7 @@ pub(crate) async fn serve_connection(
     // every request cost 1.5k instructions of a 4 KiB GET's 25k (callgrind). It fires at a
     // deadline it may have been set for long ago, and is only then moved to the current one.
     let timeout = settings.header_read_timeout;
+    let send_limit = router.options().send_timeout;
     let mut deadline = Instant::now() + timeout;
     let timer = tokio::time::sleep_until(deadline);
     tokio::pin!(timer);
@@ -110,7 +111,7 @@ pub(crate) async fn serve_connection(
                     Ok(None) => {}
                     Err(Refused(status)) => {
                         // What follows a refused head is unread: drained, as after a body.
-                        if write_all(&mut stream, &mut [&refusal(status)])
+                        if write_all(&mut stream, &mut [&refusal(status)], send_limit)
                             .await
                             .is_ok()
                         {
@@ -151,6 +152,7 @@ pub(crate) async fn serve_connection(
             method == Method::HEAD,
             version,
             keep_alive,
+            send_limit,
         )
         .await
         {
@@ -317,6 +319,7 @@ async fn respond(
     to_head: bool,
     version: Version,
     mut keep_alive: bool,
+    send_limit: Duration,
 ) -> io::Result<bool> {
     let status = reply.status();
     let mut head = Vec::with_capacity(512);
@@ -352,11 +355,11 @@ async fn respond(
     }
     head.extend_from_slice(b"\r\n");
     if framing == Framing::None {
-        write_all(stream, &mut [&head]).await?;
+        write_all(stream, &mut [&head], send_limit).await?;
         return Ok(keep_alive);
     }
     if let Framing::Length(length) = framing {
-        if let Some(spliced) = splice_body(stream, &head, &mut body, length).await {
+        if let Some(spliced) = splice_body(stream, &head, &mut body, length, send_limit).await {
             return spliced.map(|()| keep_alive);
         }
     }
@@ -371,7 +374,7 @@ async fn respond(
             Some(Err(error)) => {
                 // The node's body broke off: the client must see a cut, not a clean end.
                 if let Some(head) = head.take() {
-                    write_all(stream, &mut [&head]).await?;
+                    write_all(stream, &mut [&head], send_limit).await?;
                 }
                 return Err(io::Error::other(error));
             }
@@ -383,26 +386,33 @@ async fn respond(
             Framing::Length(length) if written > length => {
                 return Err(io::Error::other("body longer than its Content-Length"));
             }
-            Framing::Chunked if data.is_empty() => write_all(stream, &mut [&pending]).await?,
+            Framing::Chunked if data.is_empty() => {
+                write_all(stream, &mut [&pending], send_limit).await?
+            }
             Framing::Chunked => {
                 let size = format!("{:x}\r\n", data.len());
-                write_all(stream, &mut [&pending, size.as_bytes(), &data, b"\r\n"]).await?;
+                write_all(
+                    stream,
+                    &mut [&pending, size.as_bytes(), &data, b"\r\n"],
+                    send_limit,
+                )
+                .await?;
             }
-            _ => write_all(stream, &mut [&pending, &data]).await?,
+            _ => write_all(stream, &mut [&pending, &data], send_limit).await?,
         }
     }
     let pending = head.take().unwrap_or_default();
     match framing {
         Framing::Length(length) if written != length => {
-            write_all(stream, &mut [&pending]).await?;
+            write_all(stream, &mut [&pending], send_limit).await?;
             Err(io::Error::other("body shorter than its Content-Length"))
         }
         Framing::Chunked => {
-            write_all(stream, &mut [&pending, b"0\r\n\r\n"]).await?;
+            write_all(stream, &mut [&pending, b"0\r\n\r\n"], send_limit).await?;
             Ok(keep_alive)
         }
         _ => {
-            write_all(stream, &mut [&pending]).await?;
+            write_all(stream, &mut [&pending], send_limit).await?;
             Ok(keep_alive)
         }
     }
@@ -416,6 +426,7 @@ async fn splice_body(
     head: &[u8],
     body: &mut ProxyBody,
     length: u64,
+    send_limit: Duration,
 ) -> Option<io::Result<()>> {
     let Either::Left(upstream) = body else {
         return None;
@@ -431,11 +442,12 @@ async fn splice_body(
     if rest.length() != length {
         return Some(Err(io::Error::other("body framed twice, differently")));
     }
-    if let Err(error) = write_all(stream, &mut [head, &rest.connection.buf]).await {
+    if let Err(error) = write_all(stream, &mut [head, &rest.connection.buf], send_limit).await {
         return Some(Err(error));
     }
     let from = &rest.connection.stream;
-    match splice::transfer(from, stream, pipe, rest.unread(), rest.rules.idle).await {
+    let (length, node_idle) = (rest.unread(), rest.rules.idle);
+    match splice::transfer(from, stream, pipe, length, node_idle, send_limit).await {
         Ok(()) => {
             (*rest).finished();
             Some(Ok(()))
@@ -448,8 +460,21 @@ async fn splice_body(
     }
 }
 
-/// Writes every byte of `parts`, in order, with as few system calls as the socket allows.
-async fn write_all(stream: &mut TcpStream, parts: &mut [&[u8]]) -> io::Result<()> {
+/// The error of a client that took no bytes of an answer for `send_timeout`.
+pub(crate) fn stalled_client() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "client took nothing for send_timeout",
+    )
+}
+
+/// Writes every byte of `parts`, in order, with as few system calls as the socket allows,
+/// waiting at most `send_limit` each time the client's socket has no room.
+async fn write_all(
+    stream: &mut TcpStream,
+    parts: &mut [&[u8]],
+    send_limit: Duration,
+) -> io::Result<()> {
     let mut slices = [IoSlice::new(&[]); 4];
     let count = parts.len().min(slices.len());
     for (slice, part) in slices.iter_mut().zip(parts.iter()) {
@@ -458,7 +483,17 @@ async fn write_all(stream: &mut TcpStream, parts: &mut [&[u8]]) -> io::Result<()
     let mut slices = &mut slices[..count];
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
-        let written = stream.write_vectored(slices).await?;
+        let written = match stream.try_write_vectored(slices) {
+            Ok(written) => written,
+            // Only a client that is not taking bytes costs a timer.
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(send_limit, stream.writable())
+                    .await
+                    .map_err(|_| stalled_client())??;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -29,6 +29,8 @@ pub struct RouterOptions {
     pub upstream_timeout: Duration,
     /// Time a client has to send its request head (also the keep-alive idle limit).
     pub header_read_timeout: Duration,
+    /// The longest a client may take no bytes of a response before its connection is closed.
+    pub send_timeout: Duration,
     /// How long in-flight requests may finish after a stop signal.
     pub grace_period: Duration,
     /// Fallback poll interval for config and roster changes.
@@ -80,6 +82,8 @@ impl RouterOptions {
             connect_timeout: ms(s.connect_timeout_ms, 1_000),
             upstream_timeout: ms(s.upstream_timeout_ms, 15_000),
             header_read_timeout: ms(s.header_read_timeout_ms, 10_000),
+            // nginx's send_timeout: a photo on a slow link moves within a minute or is dead.
+            send_timeout: ms(s.send_timeout_ms, 60_000),
             grace_period: ms(s.grace_period_ms, 30_000),
             reload_poll: ms(s.reload_poll_ms, 1_000),
             max_connections: s.max_connections.unwrap_or(10_000),

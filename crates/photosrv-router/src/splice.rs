@@ -15,6 +15,7 @@
 //! would clear that socket's readiness and leave the transfer waiting for an edge that has
 //! already passed).
 
+use crate::downstream::stalled_client;
 use crate::h1::silent_node;
 use rustix::pipe::{self, PipeFlags, SpliceFlags};
 use std::cell::RefCell;
@@ -81,7 +82,7 @@ pub(crate) enum Broken {
 }
 
 /// Moves exactly `length` bytes from `from` to `to` through `pipe`, waiting at most `idle`
-/// for each piece from `from`. On an error some bytes may have gone and some may be left in
+/// for each piece from `from` and `send_limit` for room in `to`. On an error some bytes may have gone and some may be left in
 /// the pipe, which is then closed; on success it is kept for the next body.
 pub(crate) async fn transfer(
     from: &TcpStream,
@@ -89,6 +90,7 @@ pub(crate) async fn transfer(
     pipe: Pipe,
     mut length: u64,
     idle: Duration,
+    send_limit: Duration,
 ) -> Result<(), Broken> {
     let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
     while length > 0 {
@@ -113,11 +115,13 @@ pub(crate) async fn transfer(
             } else {
                 flags
             };
-            let moved = retry(to, Interest::WRITABLE, || {
+            let out_of_pipe = retry(to, Interest::WRITABLE, || {
                 pipe::splice(&pipe.read, None, to, None, in_pipe, out)
-            })
-            .await
-            .map_err(Broken::Client)?;
+            });
+            let moved = match tokio::time::timeout(send_limit, out_of_pipe).await {
+                Ok(moved) => moved.map_err(Broken::Client)?,
+                Err(_) => return Err(Broken::Client(stalled_client())),
+            };
             if moved == 0 {
                 return Err(Broken::Client(io::ErrorKind::WriteZero.into()));
             }
@@ -185,7 +189,7 @@ mod tests {
             got
         });
         let pipe = Pipe::take(pipe_size).unwrap();
-        let result = transfer(&from, &to, pipe, length, IDLE).await;
+        let result = transfer(&from, &to, pipe, length, IDLE, IDLE).await;
         drop(to);
         sender.await.unwrap();
         (reader.await.unwrap(), result)
@@ -237,7 +241,7 @@ mod tests {
             let _ = node.write_all(&pattern(8 << 20)).await;
         });
         let pipe = Pipe::take(64 * 1024).unwrap();
-        let result = transfer(&from, &to, pipe, 8 << 20, IDLE).await;
+        let result = transfer(&from, &to, pipe, 8 << 20, IDLE, IDLE).await;
         assert!(matches!(result, Err(Broken::Client(_))), "{result:?}");
         drop(from);
         sender.await.unwrap();
@@ -256,7 +260,7 @@ mod tests {
         let started = std::time::Instant::now();
         let pipe = Pipe::take(64 * 1024).unwrap();
         let idle = Duration::from_millis(200);
-        let result = transfer(&from, &to, pipe, 2000, idle).await;
+        let result = transfer(&from, &to, pipe, 2000, idle, IDLE).await;
         assert!(
             matches!(&result, Err(Broken::Node(e)) if e.kind() == io::ErrorKind::TimedOut),
             "{result:?}"

@@ -492,3 +492,47 @@ async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
         }
     }
 }
+
+/// A client that takes no bytes of a response for `send_timeout` has its connection closed:
+/// it cannot hold the router's side and the node's connection forever. When it reads again it
+/// finds what was in the sockets' buffers and the end, not the whole object; copied or
+/// spliced alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_takes_nothing_is_cut_off_after_the_send_timeout() {
+    // More than the sockets' buffers on both sides can hold, so the router must wait.
+    let object: &'static [u8] = Box::leak(pattern(32 << 20).into_boxed_slice());
+    let node =
+        photosrv_testkit::FaultyNode::start(photosrv_testkit::Fault::Slow(Duration::ZERO, object))
+            .await
+            .unwrap();
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
+        node.url()
+    );
+    for splice in [false, true] {
+        let router = RouterBuilder::new(config.clone())
+            .settings(|s| {
+                s.splice_bodies = Some(splice);
+                s.send_timeout_ms = Some(300);
+            })
+            .start()
+            .await
+            .unwrap();
+        let mut stream = TcpStream::connect(router.addr).await.unwrap();
+        stream
+            .write_all(b"GET /big.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got));
+        let _ = read.await.expect("the router kept the connection");
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let body = &got[end..];
+        assert!(
+            body.len() < object.len(),
+            "splice {splice}: the whole object arrived after the client stalled"
+        );
+        assert!(body == &object[..body.len()], "splice {splice}");
+    }
+}
