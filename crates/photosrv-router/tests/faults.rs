@@ -26,8 +26,9 @@ fn size(i: usize) -> usize {
     2000 + i * 301
 }
 
-/// Random mode, then multihead (whose probes take their own path to the nodes), one after
-/// the other: two suites at once would starve each other of the machine's two cores.
+/// Random mode, then multihead (whose probes take their own path to the nodes), then random
+/// with bodies spliced (`splice_bodies on`), one after the other: two suites at once would
+/// starve each other of the machine's two cores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_never_serves_a_wrong_byte() {
     let Some(nginx) = nginx_or_skip("chaos_never_serves_a_wrong_byte") else {
@@ -37,12 +38,17 @@ async fn chaos_never_serves_a_wrong_byte() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
-    for mode in [ReplicaMode::Random, ReplicaMode::Multihead] {
-        chaos(&nginx, mode, secs).await;
+    for (mode, splice) in [
+        (ReplicaMode::Random, false),
+        (ReplicaMode::Multihead, false),
+        (ReplicaMode::Random, true),
+    ] {
+        chaos(&nginx, mode, splice, secs).await;
     }
 }
 
-async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, secs: u64) {
+async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, splice: bool, secs: u64) {
+    let label = format!("{mode:?}{}", if splice { ", spliced" } else { "" });
     // Two shards of three nginx replicas; every object on every node, so any ring and any
     // migration state finds it.
     let mut nodes: Vec<NginxNode> = (0..6).map(|_| NginxNode::start(nginx).unwrap()).collect();
@@ -94,6 +100,7 @@ async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, secs: u64) {
         .settings(|s| {
             s.upstream_timeout_ms = Some(400);
             s.migration_key = Some("k".into());
+            s.splice_bodies = Some(splice);
         })
         .start()
         .await
@@ -229,16 +236,16 @@ async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, secs: u64) {
         failed.load(Ordering::Relaxed),
     );
     eprintln!(
-        "chaos, {mode:?}: {actions} actions, {served} requests served right, {wrong} wrong, {failed} failed"
+        "chaos, {label}: {actions} actions, {served} requests served right, {wrong} wrong, {failed} failed"
     );
-    assert_eq!(wrong, 0, "{mode:?}: wrong bodies served");
+    assert_eq!(wrong, 0, "{label}: wrong bodies served");
     assert_eq!(
         failed,
         0,
-        "{mode:?}: failed while a healthy replica existed: {:?}",
+        "{label}: failed while a healthy replica existed: {:?}",
         failures.lock().unwrap().iter().take(5).collect::<Vec<_>>()
     );
-    assert!(served > 100, "{mode:?}: only {served} requests in {secs} s");
+    assert!(served > 100, "{label}: only {served} requests in {secs} s");
 
     // No healthy replica left in shard2 (its three nginx down, the 500 node remains): 502.
     // shard1 keeps the slow node and the hanging one.
@@ -257,7 +264,7 @@ async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, secs: u64) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 502, "{mode:?}");
+    assert_eq!(r.status(), 502, "{label}");
     // The roster lists none of shard2's nodes: 503.
     std::fs::write(router.roster_path(), roster_of(&[3, 4, 5, 7])).unwrap();
     router.router.reload(false).unwrap();
@@ -266,7 +273,7 @@ async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, secs: u64) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503, "{mode:?}");
+    assert_eq!(r.status(), 503, "{label}");
     // Only a hanging node left for shard1: 504.
     std::fs::write(router.roster_path(), roster_of(&[0, 1, 2, 8])).unwrap();
     router.router.reload(false).unwrap();
@@ -279,5 +286,5 @@ async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, secs: u64) {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 504, "{mode:?}");
+    assert_eq!(r.status(), 504, "{label}");
 }
