@@ -16,6 +16,10 @@
 //! body bytes are ever read as a request. Before such a close, what the client still sends
 //! is read and dropped for a while ([`LINGER`]). A connection that opens with the HTTP/2 preface
 //! (h2c, prior knowledge) is handed to hyper with the bytes read so far.
+//!
+//! A client that takes no bytes of an answer for `send_timeout` is disconnected. With
+//! `splice_bodies on`, a node's Content-Length body goes to the client by splice(2)
+//! (`splice.rs`) rather than through the router's memory.
 
 use crate::forward::ProxyBody;
 use crate::h1::{list_tokens, parse_length, push_field};
