@@ -172,9 +172,7 @@ async fn chunked_node_answers_are_rechunked_for_http11_and_closed_for_http10() {
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
     )
     .await;
-    let config = format!(
-        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://{node}\n</shards>\n</dc1>\n</photosrv>\n"
-    );
+    let config = one_node(&format!("http://{node}"));
     let router = RouterBuilder::new(config).start().await.unwrap();
     let mut stream = TcpStream::connect(router.addr).await.unwrap();
     for _ in 0..2 {
@@ -289,10 +287,7 @@ async fn shutdown_finishes_the_request_in_flight_and_closes_idle_connections() {
     ))
     .await
     .unwrap();
-    let config = format!(
-        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
-        slow.url()
-    );
+    let config = one_node(&slow.url());
     let router = RouterBuilder::new(config).start().await.unwrap();
     let mut idle = TcpStream::connect(router.addr).await.unwrap();
     let mut busy = TcpStream::connect(router.addr).await.unwrap();
@@ -324,9 +319,7 @@ async fn shutdown_finishes_the_request_in_flight_and_closes_idle_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_body_is_drained_so_the_answer_arrives() {
     let node = scripted_node(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
-    let config = format!(
-        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://{node}\n</shards>\n</dc1>\n</photosrv>\n"
-    );
+    let config = one_node(&format!("http://{node}"));
     let router = RouterBuilder::new(config).start().await.unwrap();
     for _ in 0..5 {
         let mut stream = TcpStream::connect(router.addr).await.unwrap();
@@ -360,6 +353,23 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 4093) as u8).collect()
 }
 
+/// A config of one shard on the node at `url`.
+fn one_node(url: &str) -> String {
+    format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {url}\n</shards>\n</dc1>\n</photosrv>\n"
+    )
+}
+
+/// A node that answers every request with `len` bytes of [`pattern`], and those bytes.
+async fn node_serving_pattern(len: usize) -> (photosrv_testkit::FaultyNode, &'static [u8]) {
+    let object: &'static [u8] = Box::leak(pattern(len).into_boxed_slice());
+    let fault = photosrv_testkit::Fault::Slow(Duration::ZERO, object);
+    (
+        photosrv_testkit::FaultyNode::start(fault).await.unwrap(),
+        object,
+    )
+}
+
 /// How many pipes this process has open.
 fn open_pipes() -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -374,15 +384,8 @@ fn open_pipes() -> usize {
 /// request, and an h2c client (whose body is copied into frames) gets the same bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spliced_bodies_arrive_whole_and_keep_the_node_connection() {
-    let object: &'static [u8] = Box::leak(pattern((3 << 20) + 1).into_boxed_slice());
-    let node =
-        photosrv_testkit::FaultyNode::start(photosrv_testkit::Fault::Slow(Duration::ZERO, object))
-            .await
-            .unwrap();
-    let config = format!(
-        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
-        node.url()
-    );
+    let (node, object) = node_serving_pattern((3 << 20) + 1).await;
+    let config = one_node(&node.url());
     let router = RouterBuilder::new(config)
         .settings(|s| s.splice_bodies = Some(true))
         .start()
@@ -460,9 +463,7 @@ async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
         }
     });
     for splice in [false, true] {
-        let config = format!(
-            "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://{node}\n</shards>\n</dc1>\n</photosrv>\n"
-        );
+        let config = one_node(&format!("http://{node}"));
         let router = RouterBuilder::new(config)
             .settings(|s| {
                 s.splice_bodies = Some(splice);
@@ -500,15 +501,8 @@ async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_takes_nothing_is_cut_off_after_the_send_timeout() {
     // More than the sockets' buffers on both sides can hold, so the router must wait.
-    let object: &'static [u8] = Box::leak(pattern(32 << 20).into_boxed_slice());
-    let node =
-        photosrv_testkit::FaultyNode::start(photosrv_testkit::Fault::Slow(Duration::ZERO, object))
-            .await
-            .unwrap();
-    let config = format!(
-        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
-        node.url()
-    );
+    let (node, object) = node_serving_pattern(32 << 20).await;
+    let config = one_node(&node.url());
     for splice in [false, true] {
         let router = RouterBuilder::new(config.clone())
             .settings(|s| {
