@@ -136,8 +136,16 @@ impl NginxNode {
             .stderr(Stdio::null())
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(10);
+        let pid_file = self.dir.path().join("nginx.pid");
         loop {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
+            // Something listens on the port, and it is this nginx: it writes its pid file only
+            // once it has bound its port. The port was free a moment ago, but another test's
+            // listener may have been given it since; nginx then retries its bind for a while
+            // and exits, and a start that trusted the connect alone would hand the caller
+            // someone else's server.
+            let ours = std::fs::read_to_string(&pid_file)
+                .is_ok_and(|pid| pid.trim() == child.id().to_string());
+            if ours && TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok() {
                 self.child = Some(child);
                 return Ok(());
             }
