@@ -4,8 +4,9 @@
 The same nodes, data set and wrk load as bench/run.py (whose functions this uses), but each
 round measures every variant once, in order, so the machine's drift hits them alike; meant
 for comparing two builds or two settings of the router, where run.py compares proxies.
-Prints one line per variant and round: req/s and the CPU seconds per 10k requests of the
-proxy (and of its kernel time), the nodes, wrk, and all of them (the machine).
+Prints one line per variant and round: req/s, p50 and p99 latency, and the CPU seconds per
+10k requests of the proxy (and of its kernel time), the nodes, wrk, and all of them (the
+machine).
 
 A variant is a proxy of run.py, optionally with a photosrv binary and config settings:
 
@@ -86,7 +87,8 @@ def main():
                     if proc:
                         procs.stop(proc)
                 fmt = lambda value: "-" if value is None else f"{value:.3f}"
-                print(f"round {round_} {label:{width}} {m['rps']:9.0f} req/s  proxy {fmt(m['cpu_s_per_10k'])}"
+                print(f"round {round_} {label:{width}} {m['rps']:9.0f} req/s  p50 {m['p50_ms']:.2f} p99 {m['p99_ms']:.2f} ms"
+                      f"  proxy {fmt(m['cpu_s_per_10k'])}"
                       f" (kernel {fmt(m['kernel_cpu_s_per_10k'])})  nodes {fmt(m['nodes_cpu_s_per_10k'])}"
                       f"  wrk {fmt(m['wrk_cpu_s_per_10k'])}  machine {fmt(m['machine_cpu_s_per_10k'])}"
                       "  CPU s per 10k requests", flush=True)
