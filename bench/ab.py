@@ -6,7 +6,7 @@ round measures every variant once, in order, so the machine's drift hits them al
 for comparing two builds or two settings of the router, where run.py compares proxies.
 Prints one line per variant and round: req/s, p50 and p99 latency, and the CPU seconds per
 10k requests of the proxy (and of its kernel time), the nodes, wrk, and all of them (the
-machine).
+machine), and the proxy's peak RSS.
 
 A variant is a proxy of run.py, optionally with a photosrv binary and config settings:
 
@@ -91,7 +91,7 @@ def main():
                       f"  proxy {fmt(m['cpu_s_per_10k'])}"
                       f" (kernel {fmt(m['kernel_cpu_s_per_10k'])})  nodes {fmt(m['nodes_cpu_s_per_10k'])}"
                       f"  wrk {fmt(m['wrk_cpu_s_per_10k'])}  machine {fmt(m['machine_cpu_s_per_10k'])}"
-                      "  CPU s per 10k requests", flush=True)
+                      f"  CPU s per 10k requests  peak RSS {fmt(m['rss_mib'])} MiB", flush=True)
     finally:
         run.photosrv_config = plain_config
         procs.stop_all()
