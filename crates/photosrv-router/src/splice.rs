@@ -3,7 +3,9 @@
 //! other socket, as page references, where reading and writing them copies each byte twice.
 //! Copying was most of the router's own CPU per request for large objects: 1.27 of its
 //! CPU seconds per 10k 256 KiB GETs were kernel time, most of it those copies
-//! (docs/benchmarks.md).
+//! (docs/benchmarks.md). Measured on one machine, splicing took 12-37% off the router's CPU
+//! per large object but cost throughput, because on loopback the client's copy of the bytes
+//! got dearer (docs/benchmarks.md, "Ninth session"): so it is off unless `splice_bodies on`.
 //!
 //! Only a body framed by Content-Length is spliced, on an HTTP/1 client's connection: its
 //! bytes go to the client as they are. Chunked bodies are decoded and re-framed, and h2c
@@ -43,14 +45,11 @@ thread_local! {
 }
 
 impl Pipe {
-    /// An empty pipe of (about) `size` bytes: a spare one of this thread's if it has one.
-    /// The size is what the kernel grants: a user over its pipe-buffer limit gets the
-    /// default size, which only makes more, smaller transfers.
+    /// An empty pipe of (about) `size` bytes, or a spare one of this thread's (a router asks
+    /// for one size only). The size is what the kernel grants: a user over its pipe-buffer
+    /// limit gets the default size, which only makes more, smaller transfers.
     pub(crate) fn take(size: usize) -> io::Result<Pipe> {
-        if let Some(pipe) = SPARE.with_borrow_mut(|spare| {
-            let at = spare.iter().position(|pipe| pipe.size >= size)?;
-            Some(spare.swap_remove(at))
-        }) {
+        if let Some(pipe) = SPARE.with_borrow_mut(Vec::pop) {
             return Ok(pipe);
         }
         let (read, write) = pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
@@ -82,8 +81,9 @@ pub(crate) enum Broken {
 }
 
 /// Moves exactly `length` bytes from `from` to `to` through `pipe`, waiting at most `idle`
-/// for each piece from `from` and `send_limit` for room in `to`. On an error some bytes may have gone and some may be left in
-/// the pipe, which is then closed; on success it is kept for the next body.
+/// for each piece from `from` and `send_limit` for room in `to`. On an error some bytes may
+/// have gone and some may be left in the pipe, which is then closed; on success it is kept
+/// for the next body.
 pub(crate) async fn transfer(
     from: &TcpStream,
     to: &TcpStream,
@@ -110,6 +110,7 @@ pub(crate) async fn transfer(
         }
         length -= in_pipe as u64;
         while in_pipe > 0 {
+            // As MSG_MORE: more follows, so the kernel need not send a short segment now.
             let out = if length > 0 {
                 flags | SpliceFlags::MORE
             } else {
