@@ -27,6 +27,7 @@ use http_body::{Body, Frame, SizeHint};
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -470,7 +471,11 @@ enum BodyKind {
     /// body, a reader task streams it.
     Waiting(Option<Box<Rest>>),
     Streamed {
-        chunks: mpsc::Receiver<io::Result<Bytes>>,
+        chunks: mpsc::Receiver<Bytes>,
+        /// Set by the reader once it has handed on the whole body: a channel that closes
+        /// without it was cut short (the node failed, or the client's side took nothing for
+        /// `send_timeout`), which the client must see as an error, never as a clean end.
+        whole: Arc<AtomicBool>,
         hint: SizeHint,
     },
 }
@@ -512,6 +517,11 @@ pub(crate) struct BodyRules {
     /// Without it a node that stops mid-body would hold its client, and the router's side
     /// of both connections, for as long as the node's host keeps the connection open.
     pub(crate) idle: Duration,
+    /// `send_timeout`: the longest the client's side may take none of a body's pieces, after
+    /// which the body is dropped and the node's connection closed. The client's own writes
+    /// have this limit too (`downstream.rs`); this one also holds for h2c clients, whose
+    /// connections hyper serves without one.
+    pub(crate) client_idle: Duration,
 }
 
 /// The error of a body whose node went silent for longer than [`BodyRules::idle`].
@@ -590,9 +600,14 @@ impl Body for UpstreamBody {
         match kind {
             BodyKind::Waiting(_) => Poll::Ready(None),
             BodyKind::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            BodyKind::Streamed { chunks, .. } => chunks
-                .poll_recv(cx)
-                .map(|next| next.map(|chunk| chunk.map(Frame::data))),
+            BodyKind::Streamed { chunks, whole, .. } => match chunks.poll_recv(cx) {
+                Poll::Ready(Some(chunk)) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                Poll::Ready(None) if whole.load(Ordering::Acquire) => Poll::Ready(None),
+                Poll::Ready(None) => Poll::Ready(Some(Err(io::Error::other(
+                    "the node's body was cut short (the router's log says why)",
+                )))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
@@ -670,16 +685,23 @@ fn spawn_reader(
     // hyper's connection task did (without that read-ahead the fifth session measured a
     // loss at 256 KiB); one piece at most waits in between.
     let (tx, chunks) = mpsc::channel(1);
+    let whole = Arc::new(AtomicBool::new(false));
     let reader = Reader {
         node,
         connection,
         chunk: rules.chunk,
         next_read: FIRST_READ.min(rules.chunk),
         idle: rules.idle,
+        client_idle: rules.client_idle,
         tx,
+        whole: whole.clone(),
     };
     tokio::spawn(reader.run(framing, keep_alive));
-    BodyKind::Streamed { chunks, hint }
+    BodyKind::Streamed {
+        chunks,
+        whole,
+        hint,
+    }
 }
 
 /// Reads one streamed body off a node's connection.
@@ -691,7 +713,34 @@ struct Reader {
     next_read: usize,
     /// The longest the node may be silent (`BodyRules::idle`).
     idle: Duration,
-    tx: mpsc::Sender<io::Result<Bytes>>,
+    /// The longest the client's side may take nothing (`BodyRules::client_idle`).
+    client_idle: Duration,
+    tx: mpsc::Sender<Bytes>,
+    whole: Arc<AtomicBool>,
+}
+
+/// How a body's reading ended, when it did not fail.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// Every byte was handed on.
+    Whole,
+    /// The client's side went away first: nobody is waiting for the rest.
+    ClientGone,
+}
+
+/// Why a body's reading failed.
+#[derive(Debug)]
+enum Cut {
+    /// The node failed, closed early or went silent.
+    Node(io::Error),
+    /// The client's side took nothing for `send_timeout`.
+    Client,
+}
+
+impl From<io::Error> for Cut {
+    fn from(error: io::Error) -> Cut {
+        Cut::Node(error)
+    }
 }
 
 impl Reader {
@@ -701,29 +750,38 @@ impl Reader {
             Framing::Chunked => self.chunked().await,
             Framing::UntilClose | Framing::None => self.until_close().await,
         };
+        // On any cut the client's side sees an error (`whole` is not set) and the node's
+        // connection is closed.
         match finished {
-            Ok(true) if keep_alive && self.connection.buf.is_empty() => {
-                self.node.pool.keep(self.connection, Instant::now());
-            }
-            Ok(_) => {}
-            Err(error) => {
-                // The client sees its response cut short; the node's connection is closed.
-                if !self.tx.is_closed() {
-                    tracing::warn!(node = %self.node.addr.url, %error, "node's body cut short");
+            Ok(End::Whole) => {
+                self.whole.store(true, Ordering::Release);
+                let reusable = framing != Framing::UntilClose && self.connection.buf.is_empty();
+                if keep_alive && reusable {
+                    self.node.pool.keep(self.connection, Instant::now());
                 }
-                let _ = self.tx.send(Err(error)).await;
+            }
+            Ok(End::ClientGone) => {}
+            Err(Cut::Node(error)) if !self.tx.is_closed() => {
+                tracing::warn!(node = %self.node.addr.url, %error, "node's body cut short");
+            }
+            Err(Cut::Node(_)) => {}
+            Err(Cut::Client) => {
+                tracing::debug!(node = %self.node.addr.url, "client took nothing for send_timeout: body dropped");
             }
         }
     }
 
     /// Reads more into the buffer, up to `want` bytes (at least one), once the client's side
-    /// has taken the piece before; false at the end of the stream. Reading only then, while
+    /// has taken the piece before: Some(false) at the end of the stream, None if the client's
+    /// side has gone. Reading only then, while
     /// the client's side writes that piece, finds more in the socket than reading at once
     /// would: at 256 KiB, reading at once made 5.5 reads per response instead of 4.1, and
     /// cost the router and the nodes more per request (seventh session).
-    async fn fill(&mut self, want: usize) -> io::Result<bool> {
-        if self.tx.reserve().await.is_err() {
-            return Err(io::Error::other("the client's side has gone"));
+    async fn fill(&mut self, want: usize) -> Result<Option<bool>, Cut> {
+        match tokio::time::timeout(self.client_idle, self.tx.reserve()).await {
+            Ok(Ok(_permit)) => {}
+            Ok(Err(_)) => return Ok(None),
+            Err(_) => return Err(Cut::Client),
         }
         let room = want.clamp(1, self.next_read);
         if self.connection.buf.capacity() - self.connection.buf.len() < room {
@@ -742,15 +800,18 @@ impl Reader {
         } else if read < self.next_read / 4 {
             self.next_read = (self.next_read / 2).max(FIRST_READ);
         }
-        Ok(read > 0)
+        Ok(Some(read > 0))
     }
 
     /// Hands a piece of the body to the client's side; false if it has gone.
-    async fn hand(&self, bytes: Bytes) -> bool {
-        self.tx.send(Ok(bytes)).await.is_ok()
+    async fn hand(&self, bytes: Bytes) -> Result<bool, Cut> {
+        match tokio::time::timeout(self.client_idle, self.tx.send(bytes)).await {
+            Ok(sent) => Ok(sent.is_ok()),
+            Err(_) => Err(Cut::Client),
+        }
     }
 
-    async fn length(&mut self, mut left: u64) -> io::Result<bool> {
+    async fn length(&mut self, mut left: u64) -> Result<End, Cut> {
         loop {
             if !self.connection.buf.is_empty() {
                 let take = usize::try_from(left)
@@ -758,61 +819,67 @@ impl Reader {
                     .min(self.connection.buf.len());
                 left -= take as u64;
                 let piece = self.connection.buf.split_to(take).freeze();
-                if !self.hand(piece).await {
-                    return Ok(false);
+                if !self.hand(piece).await? {
+                    return Ok(End::ClientGone);
                 }
             }
             if left == 0 {
-                return Ok(true);
+                return Ok(End::Whole);
             }
-            if !self
+            match self
                 .fill(usize::try_from(left).unwrap_or(usize::MAX))
                 .await?
             {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "node closed mid-body",
-                ));
+                Some(true) => {}
+                Some(false) => return Err(cut_short().into()),
+                None => return Ok(End::ClientGone),
             }
         }
     }
 
-    async fn chunked(&mut self) -> io::Result<bool> {
+    async fn chunked(&mut self) -> Result<End, Cut> {
         let mut decoder = Chunked::new();
         loop {
             while let Some(data) = decoder
                 .decode(&mut self.connection.buf)
                 .map_err(io::Error::other)?
             {
-                if !self.hand(data).await {
-                    return Ok(false);
+                if !self.hand(data).await? {
+                    return Ok(End::ClientGone);
                 }
             }
             if decoder.done() {
-                return Ok(true);
+                return Ok(End::Whole);
             }
-            if !self.fill(self.chunk).await? {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "node closed mid-body",
-                ));
+            match self.fill(self.chunk).await? {
+                Some(true) => {}
+                Some(false) => return Err(cut_short().into()),
+                None => return Ok(End::ClientGone),
             }
         }
     }
 
-    async fn until_close(&mut self) -> io::Result<bool> {
+    /// A body framed by the node closing the connection: its end is the whole body.
+    async fn until_close(&mut self) -> Result<End, Cut> {
         loop {
             if !self.connection.buf.is_empty() {
                 let piece = self.connection.buf.split().freeze();
-                if !self.hand(piece).await {
-                    return Ok(false);
+                if !self.hand(piece).await? {
+                    return Ok(End::ClientGone);
                 }
             }
-            if !self.fill(self.chunk).await? {
-                return Ok(false);
+            match self.fill(self.chunk).await? {
+                Some(true) => {}
+                Some(false) => return Ok(End::Whole),
+                None => return Ok(End::ClientGone),
             }
         }
     }
+}
+
+/// The error of a node that closed its connection in the middle of a body.
+fn cut_short() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, "node closed mid-body")
 }
 
 #[cfg(test)]

@@ -232,6 +232,7 @@ mod tests {
             chunk: 64 * 1024,
             splice,
             idle: Duration::from_secs(5),
+            client_idle: Duration::from_secs(5),
         };
         Upstream::new(Duration::from_secs(1), body)
     }

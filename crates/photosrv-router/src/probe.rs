@@ -104,6 +104,7 @@ mod tests {
                 chunk: 64 * 1024,
                 splice: false,
                 idle: Duration::from_secs(5),
+                client_idle: Duration::from_secs(5),
             },
         )
     }

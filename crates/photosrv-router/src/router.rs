@@ -163,6 +163,7 @@ impl Router {
             chunk: options.upstream_buffer_bytes,
             splice: options.splice_bodies,
             idle: options.upstream_timeout,
+            client_idle: options.send_timeout,
         };
         let upstream = Upstream::new(options.connect_timeout, body);
         let router = Router {

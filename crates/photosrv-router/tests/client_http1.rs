@@ -530,3 +530,41 @@ async fn a_client_that_takes_nothing_is_cut_off_after_the_send_timeout() {
         assert!(body == &object[..body.len()], "splice {splice}");
     }
 }
+
+/// The same for an h2c client, whose connection hyper serves without a send limit: the body
+/// reader gives up once the client's side has taken nothing for `send_timeout`, the client
+/// sees an error rather than the whole object, and the node's connection is let go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_client_that_takes_nothing_is_cut_off_after_the_send_timeout() {
+    let (node, object) = node_serving_pattern(32 << 20).await;
+    let router = RouterBuilder::new(one_node(&node.url()))
+        .settings(|s| s.send_timeout_ms = Some(300))
+        .start()
+        .await
+        .unwrap();
+    let h2c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let url = format!("{}/big.jpg", router.url());
+    let response = h2c.get(url.parse().unwrap()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("the body neither ended nor failed");
+    if let Ok(body) = body {
+        let got = body.to_bytes().len();
+        assert!(
+            got < object.len(),
+            "the whole object arrived after the client stalled"
+        );
+    }
+    // The first connection was closed, not kept: a HEAD needs a new one.
+    let head = reqwest::Client::new().head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        node.accepted(),
+        2,
+        "the node's connection outlived the stalled client"
+    );
+}
