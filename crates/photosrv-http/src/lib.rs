@@ -120,9 +120,13 @@ pub async fn serve_hyper<I, H, F, B>(
         .header_read_timeout(settings.header_read_timeout)
         .max_buf_size(settings.max_header_bytes.max(8192))
         .keep_alive(true);
+    // HTTP/2 has no header timeout to close a connection whose peer is gone or reads nothing:
+    // a ping unanswered within the same time closes it instead. A live idle client answers.
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(settings.header_read_timeout)
+        .keep_alive_timeout(settings.header_read_timeout)
         .max_concurrent_streams(256)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
     let service = service_fn(move |request| {

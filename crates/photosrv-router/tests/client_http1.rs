@@ -568,3 +568,27 @@ async fn an_h2c_client_that_takes_nothing_is_cut_off_after_the_send_timeout() {
         "the node's connection outlived the stalled client"
     );
 }
+
+/// An h2c client that answers no ping (gone, or reading nothing) is disconnected: hyper pings
+/// it after `header_read_timeout` and closes when the ping is not answered within as long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_client_that_answers_no_ping_is_disconnected() {
+    let Some(cluster) = Cluster::start("h2c_ping", 1, 1) else {
+        return;
+    };
+    let router = router_over(&cluster, Some(300)).await;
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    // The preface and an empty SETTINGS frame; then nothing, not even acknowledgements.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut sink)).await;
+    assert!(
+        read.is_ok(),
+        "the router kept a connection that answers no ping"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
