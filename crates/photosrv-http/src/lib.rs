@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -24,6 +25,7 @@ use hyper_util::server::conn::auto;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -129,9 +131,24 @@ pub async fn serve_hyper<I, H, F, B>(
         .keep_alive_timeout(settings.header_read_timeout)
         .max_concurrent_streams(256)
         .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
-    let service = service_fn(move |request| {
-        let response = handler(request, remote);
-        async move { Ok::<_, Infallible>(response.await) }
+    let activity = Arc::new(Activity::default());
+    let service = service_fn({
+        let activity = activity.clone();
+        move |request| {
+            let in_flight = InFlight::enter(&activity);
+            let response = handler(request, remote);
+            async move {
+                let response = response.await;
+                // The request is in flight until hyper drops its body: sent, or reset.
+                let body = |body: B| {
+                    body.map_err(move |error| {
+                        let _held = &in_flight;
+                        error
+                    })
+                };
+                Ok::<_, Infallible>(response.map(body))
+            }
+        }
     });
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
@@ -141,9 +158,57 @@ pub async fn serve_hyper<I, H, F, B>(
             connection.as_mut().graceful_shutdown();
             connection.await
         }
+        () = activity.idle_for(settings.header_read_timeout) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
     };
     if let Err(error) = result {
         tracing::debug!(%remote, %error, "connection ended with an error");
+    }
+}
+
+/// What a hyper connection is doing, for closing it once idle. HTTP/1 has the header read
+/// timeout for that; HTTP/2 has nothing in hyper, so an h2c client that sent nothing more
+/// would hold its connection for as long as it answered pings.
+#[derive(Debug, Default)]
+struct Activity {
+    /// Requests whose response body hyper still holds.
+    in_flight: AtomicUsize,
+    /// Requests begun on the connection, ever.
+    begun: AtomicUsize,
+}
+
+impl Activity {
+    /// Resolves once a whole `period` has passed with no request in flight and none begun:
+    /// a connection idle for between one and two periods.
+    async fn idle_for(&self, period: Duration) {
+        let mut begun = self.begun.load(Ordering::Relaxed);
+        loop {
+            tokio::time::sleep(period).await;
+            let now = self.begun.load(Ordering::Relaxed);
+            if now == begun && self.in_flight.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            begun = now;
+        }
+    }
+}
+
+/// One request in flight on a connection, until dropped.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn enter(activity: &Arc<Activity>) -> InFlight {
+        activity.begun.fetch_add(1, Ordering::Relaxed);
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

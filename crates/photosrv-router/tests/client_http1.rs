@@ -592,3 +592,37 @@ async fn an_h2c_client_that_answers_no_ping_is_disconnected() {
     );
     assert!(started.elapsed() >= Duration::from_millis(300));
 }
+
+/// An h2c connection with no request in flight and none begun for `header_read_timeout` (to
+/// twice that) is closed, as an idle HTTP/1 connection is; one with a request in flight stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_h2c_connection_is_closed() {
+    let Some(cluster) = Cluster::start("h2c_idle", 1, 1) else {
+        return;
+    };
+    cluster.seed(0, "a.jpg", b"over h2");
+    let router = router_over(&cluster, Some(300)).await;
+    let stream = TcpStream::connect(router.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    // Requests 100 ms apart for 1 s: never idle for a whole period, so never closed.
+    let started = Instant::now();
+    for _ in 0..10 {
+        let request = http::Request::get(format!("{}/a.jpg", router.url()))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"over h2");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Then idle: the router closes it.
+    let closed = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    assert!(closed.is_ok(), "the router kept an idle h2c connection");
+    assert!(started.elapsed() >= Duration::from_millis(1300));
+}
