@@ -4,7 +4,9 @@
 //! in the listen backlog), and on shutdown: stop accepting, tell open connections they are
 //! [`Closing`], wait for them for a grace period. [`serve`] runs it with hyper-util's auto
 //! builder (HTTP/1.1 and h2c) with a header read timeout and size limit; the router's client
-//! listener brings its own HTTP/1 connections and hands h2c ones to [`serve_hyper`].
+//! listener brings its own HTTP/1 connections and hands h2c ones to [`serve_hyper`]. A hyper
+//! connection idle for the header read timeout is closed (HTTP/2 included), and an HTTP/2
+//! peer that leaves a ping unanswered as long is disconnected.
 //!
 //! ```no_run
 //! # async fn example() -> std::io::Result<()> {
@@ -41,7 +43,8 @@ pub struct ServeSettings {
     pub max_connections: usize,
     /// How long open connections may finish after shutdown.
     pub grace_period: Duration,
-    /// How long a client may take to send a request head (and stay idle between requests).
+    /// How long a client may take to send a request head, and stay idle between requests
+    /// (over HTTP/2 too); also the interval and timeout of HTTP/2 keep-alive pings.
     pub header_read_timeout: Duration,
     /// The largest request head accepted; larger gets 431.
     pub max_header_bytes: usize,
