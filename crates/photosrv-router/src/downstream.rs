@@ -362,8 +362,9 @@ async fn respond(
         write_all(stream, &mut [&head], send_limit).await?;
         return Ok(keep_alive);
     }
-    if let Framing::Length(length) = framing {
-        if let Some(spliced) = splice_body(stream, &head, &mut body, length, send_limit).await {
+    // The client's Content-Length is the node's, which also frames what is spliced.
+    if let Framing::Length(_) = framing {
+        if let Some(spliced) = splice_body(stream, &head, &mut body, send_limit).await {
             return spliced.map(|()| keep_alive);
         }
     }
@@ -429,7 +430,6 @@ async fn splice_body(
     stream: &mut TcpStream,
     head: &[u8],
     body: &mut ProxyBody,
-    length: u64,
     send_limit: Duration,
 ) -> Option<io::Result<()>> {
     let Either::Left(upstream) = body else {
@@ -443,9 +443,6 @@ async fn splice_body(
         }
     };
     let rest = upstream.take_rest()?;
-    if rest.length() != length {
-        return Some(Err(io::Error::other("body framed twice, differently")));
-    }
     if let Err(error) = write_all(stream, &mut [head, &rest.connection.buf], send_limit).await {
         return Some(Err(error));
     }

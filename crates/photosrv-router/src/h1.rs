@@ -542,10 +542,6 @@ pub(crate) struct Rest {
 }
 
 impl Rest {
-    pub(crate) fn length(&self) -> u64 {
-        self.length
-    }
-
     pub(crate) fn node(&self) -> &Node {
         &self.node
     }
@@ -878,7 +874,7 @@ impl Reader {
 }
 
 /// The error of a node that closed its connection in the middle of a body.
-fn cut_short() -> io::Error {
+pub(crate) fn cut_short() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "node closed mid-body")
 }
 

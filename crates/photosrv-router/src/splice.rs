@@ -18,7 +18,7 @@
 //! already passed).
 
 use crate::downstream::stalled_client;
-use crate::h1::silent_node;
+use crate::h1::{cut_short, silent_node};
 use rustix::pipe::{self, PipeFlags, SpliceFlags};
 use std::cell::RefCell;
 use std::io;
@@ -103,10 +103,7 @@ pub(crate) async fn transfer(
             Err(_) => return Err(Broken::Node(silent_node())),
         };
         if in_pipe == 0 {
-            return Err(Broken::Node(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "node closed mid-body",
-            )));
+            return Err(Broken::Node(cut_short()));
         }
         length -= in_pipe as u64;
         while in_pipe > 0 {

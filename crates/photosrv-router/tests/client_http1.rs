@@ -264,9 +264,7 @@ async fn h2c_with_prior_knowledge_is_served() {
     };
     cluster.seed(0, "a.jpg", b"over h2");
     let router = router_over(&cluster, None).await;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Empty<Bytes>>();
+    let client = h2c_client();
     for _ in 0..2 {
         let response = client
             .get(format!("{}/a.jpg", router.url()).parse().unwrap())
@@ -353,6 +351,16 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 4093) as u8).collect()
 }
 
+/// A client that speaks h2c (HTTP/2 with prior knowledge) only.
+fn h2c_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Empty<Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
 /// A config of one shard on the node at `url`.
 fn one_node(url: &str) -> String {
     format!(
@@ -418,9 +426,7 @@ async fn spliced_bodies_arrive_whole_and_keep_the_node_connection() {
         open_pipes() > pipes_before,
         "no pipe was made: nothing was spliced"
     );
-    let h2c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Empty<Bytes>>();
+    let h2c = h2c_client();
     let response = h2c
         .get(format!("{}/big.jpg", router.url()).parse().unwrap())
         .await
@@ -542,9 +548,7 @@ async fn an_h2c_client_that_takes_nothing_is_cut_off_after_the_send_timeout() {
         .start()
         .await
         .unwrap();
-    let h2c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Empty<Bytes>>();
+    let h2c = h2c_client();
     let url = format!("{}/big.jpg", router.url());
     let response = h2c.get(url.parse().unwrap()).await.unwrap();
     assert_eq!(response.status(), 200);
