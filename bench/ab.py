@@ -58,10 +58,13 @@ def main():
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--nginx", default="/usr/sbin/nginx")
     parser.add_argument("--haproxy", default="/usr/sbin/haproxy")
+    parser.add_argument("--proxy-cpu", type=float, metavar="SHARE",
+                        help="limit the proxy to SHARE of its core (a cgroup CPU quota, as in run.py; needs root)")
     args = parser.parse_args()
     default_binary = str(run.ROOT / "target/release/photosrv")
     variants = [parse_variant(v, default_binary) for v in args.variants]
 
+    cpu_limit = run.CpuLimit(args.proxy_cpu) if args.proxy_cpu else None
     procs = run.Processes()
     work = Path(tempfile.mkdtemp(prefix="photosrv-ab-"))
     os.chmod(work, 0o755)
@@ -80,7 +83,7 @@ def main():
                     path.write_text(path.read_text().replace("  chooser jump\n", "  chooser jump\n" + lines, 1))
                     return path
                 run.photosrv_config = config
-                proc, port = run.start_proxy(procs, work, proxy, 1, nodes, args.nginx, args.haproxy, binary)
+                proc, port = run.start_proxy(procs, work, proxy, 1, nodes, args.nginx, args.haproxy, binary, cpu_limit)
                 try:
                     m = run.measure(proc, port, script, args.duration, args.connections, node_pids)
                 finally:
@@ -95,6 +98,8 @@ def main():
     finally:
         run.photosrv_config = plain_config
         procs.stop_all()
+        if cpu_limit:
+            cpu_limit.remove()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -103,6 +103,51 @@ def peak_rss_mib(pids):
     return total / 1024
 
 
+class CpuLimit:
+    """A CPU budget below a whole core: each proxy in a cgroup of its own whose CFS bandwidth
+    limit (cgroup v2 `cpu.max`, or v1's `cpu.cfs_quota_us`) lets it run `share` of a core per
+    thread. With a whole core the proxy is not what caps a run on this machine, the core the
+    nodes and wrk share is; at half a core the proxy is the limit, so its req/s measures its own
+    cost per request. Needs root (or a delegated cgroup)."""
+
+    PERIOD_US = 10_000  # short, so that a throttled proxy waits at most a few ms at a time
+
+    def __init__(self, share):
+        if not 0 < share <= 1:
+            raise SystemExit(f"--proxy-cpu {share}: a share of a core, above 0 and at most 1")
+        self.share = share
+        v2 = Path("/sys/fs/cgroup")
+        if (v2 / "cgroup.subtree_control").exists() and "cpu" in (v2 / "cgroup.subtree_control").read_text().split():
+            self.root, self.v2 = v2, True
+        elif (v2 / "cpu" / "cpu.cfs_quota_us").exists():
+            self.root, self.v2 = v2 / "cpu", False
+        else:
+            raise SystemExit("--proxy-cpu needs a cgroup cpu controller (v2 with cpu enabled, or v1's cpu)")
+        self.groups = []
+
+    def confine(self, name, pids, threads):
+        group = self.root / f"photosrv-bench-{os.getpid()}-{len(self.groups)}-{name}-{threads}"
+        group.mkdir()
+        self.groups.append(group)
+        quota = int(self.share * threads * self.PERIOD_US)
+        if self.v2:
+            (group / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+        else:
+            (group / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (group / "cpu.cfs_quota_us").write_text(str(quota))
+        for pid in pids:
+            (group / "cgroup.procs").write_text(str(pid))
+
+    def remove(self):
+        """Once their processes are stopped, the groups are empty and can go."""
+        for group in self.groups:
+            try:
+                group.rmdir()
+            except OSError as error:
+                print(f"could not remove {group}: {error}", file=sys.stderr)
+        self.groups = []
+
+
 class Processes:
     """Everything started here, stopped by pid."""
 
@@ -244,7 +289,14 @@ def start_storage(procs, work, name, threads, nodes, nginx, photosrv):
     return proc, port
 
 
-def start_proxy(procs, work, name, threads, nodes, nginx, haproxy, photosrv):
+def start_proxy(procs, work, name, threads, nodes, nginx, haproxy, photosrv, cpu_limit=None):
+    proc, port = start_server(procs, work, name, threads, nodes, nginx, haproxy, photosrv)
+    if cpu_limit and proc:
+        cpu_limit.confine(name, descendants(proc.pid), threads)
+    return proc, port
+
+
+def start_server(procs, work, name, threads, nodes, nginx, haproxy, photosrv):
     if name in STORAGE_SERVERS:
         return start_storage(procs, work, name, threads, nodes, nginx, photosrv)
     port = free_port()
@@ -449,6 +501,15 @@ def table(results):
     return "\n".join(lines)
 
 
+def budget(machine):
+    """The proxies' CPU budget, as a line above the tables."""
+    share = machine.get("proxy_cpu_share")
+    limit = (f", each limited to {share:g} of a core per thread by a CFS quota: the proxy caps the run"
+             if share else "")
+    return (f"Budget: 1 worker thread pinned to CPU 1 (wrk and the nodes on CPU 0), then 2 unpinned{limit}. "
+            f"{machine['runs']} runs x {machine['duration_s']} s, {machine['connections']} connections, median by req/s.")
+
+
 def targets(results, cpus):
     """The issue's targets, checked on the 1-thread rows of a router run: each with what
     photosrv reached and what it needed. Beside the throughput targets, the most this
@@ -520,12 +581,17 @@ def main():
     parser.add_argument("--proxies", default=None, help="default: every proxy (router) or server (storage) of the suite")
     parser.add_argument("--photosrv", default=str(ROOT / "target/release/photosrv"),
                         help="the photosrv binary (another build, for an A/B)")
+    parser.add_argument("--proxy-cpu", type=float, metavar="SHARE",
+                        help="limit each proxy to SHARE of a core per thread (e.g. 0.5; a cgroup CPU quota, needs root), "
+                             "so that the proxy, not the nodes' and wrk's core, caps the run")
     parser.add_argument("--out", default=str(ROOT / "bench/results" / time.strftime("%Y%m%d-%H%M%S")))
     parser.add_argument("--report", metavar="RESULTS_JSON",
                         help="measure nothing: print the table and the targets of an earlier run's results.json")
     args = parser.parse_args()
     if args.report:
         saved = json.loads(Path(args.report).read_text())
+        print(budget(saved["machine"]))
+        print()
         print(table(saved["results"]))
         print()
         print(targets(saved["results"], saved["machine"]["cpus"]))
@@ -541,6 +607,7 @@ def main():
     photosrv = args.photosrv
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    cpu_limit = CpuLimit(args.proxy_cpu) if args.proxy_cpu else None
     procs = Processes()
     work = Path(tempfile.mkdtemp(prefix="photosrv-bench"))
     # nginx started as root runs its workers as nobody: they must be able to read the files.
@@ -555,7 +622,7 @@ def main():
             started = []
             try:
                 for proxy in args.proxies.split(","):
-                    started.append((proxy, *start_proxy(procs, work, proxy, threads, nodes, nginx, haproxy, photosrv)))
+                    started.append((proxy, *start_proxy(procs, work, proxy, threads, nodes, nginx, haproxy, photosrv, cpu_limit)))
                 for size in args.sizes.split(","):
                     script = wrk_script(work, size, keys[size])
                     runs = {proxy: [] for proxy, _, _ in started}
@@ -576,11 +643,14 @@ def main():
                         procs.stop(proc)
     finally:
         procs.stop_all()
+        if cpu_limit:
+            cpu_limit.remove()
         shutil.rmtree(work, ignore_errors=True)
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-               "runs": args.runs, "duration_s": args.duration, "connections": args.connections}
+               "runs": args.runs, "duration_s": args.duration, "connections": args.connections,
+               "proxy_cpu_share": args.proxy_cpu}
     (out / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
-    report = table(results) + "\n\n" + targets(results, machine["cpus"])
+    report = budget(machine) + "\n\n" + table(results) + "\n\n" + targets(results, machine["cpus"])
     (out / "results.md").write_text(report + "\n")
     print()
     print(report)
