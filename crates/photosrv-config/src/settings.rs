@@ -89,6 +89,9 @@ pub struct Settings {
     pub upstream_buffer_bytes: Option<usize>,
     /// `splice_bodies on|off`: pass large bodies on with splice(2) instead of copying them.
     pub splice_bodies: Option<bool>,
+    /// `direct_bodies on|off`: copy large bodies in the client connection's task instead of
+    /// a reader task of their own.
+    pub direct_bodies: Option<bool>,
     /// `migration_key`: the secret that migration switching requires.
     pub migration_key: Option<String>,
     /// `migration_state`: the file the migration state is kept in.
@@ -114,6 +117,7 @@ const KEYS: &[&str] = &[
     "max_header_bytes",
     "upstream_buffer_bytes",
     "splice_bodies",
+    "direct_bodies",
     "migration_key",
     "migration_state",
     "log_format",
@@ -122,6 +126,14 @@ const KEYS: &[&str] = &[
 fn parse<T: FromStr>(text: &str, what: &str) -> Result<T, String> {
     text.parse::<T>()
         .map_err(|_| format!("{text:?} is not {what}"))
+}
+
+fn on_or_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{text:?} is not on or off")),
+    }
 }
 
 impl Settings {
@@ -149,6 +161,7 @@ impl Settings {
             max_header_bytes: self.max_header_bytes.or(under.max_header_bytes),
             upstream_buffer_bytes: self.upstream_buffer_bytes.or(under.upstream_buffer_bytes),
             splice_bodies: self.splice_bodies.or(under.splice_bodies),
+            direct_bodies: self.direct_bodies.or(under.direct_bodies),
             migration_key: self.migration_key.or(under.migration_key),
             migration_state: self.migration_state.or(under.migration_state),
             log_format: self.log_format.or(under.log_format),
@@ -211,13 +224,8 @@ impl Settings {
                     "upstream_buffer_bytes" => {
                         s.upstream_buffer_bytes = Some(parse(text, "a number of bytes")?)
                     }
-                    "splice_bodies" => {
-                        s.splice_bodies = Some(match text {
-                            "on" => true,
-                            "off" => false,
-                            _ => return Err(format!("{text:?} is not on or off")),
-                        })
-                    }
+                    "splice_bodies" => s.splice_bodies = Some(on_or_off(text)?),
+                    "direct_bodies" => s.direct_bodies = Some(on_or_off(text)?),
                     "migration_key" => s.migration_key = Some(text.to_owned()),
                     "migration_state" => s.migration_state = Some(PathBuf::from(text)),
                     "log_format" => s.log_format = Some(text.parse()?),

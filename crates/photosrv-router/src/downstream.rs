@@ -18,13 +18,14 @@
 //! (h2c, prior knowledge) is handed to hyper with the bytes read so far.
 //!
 //! A client that takes no bytes of an answer for `send_timeout` is disconnected. With
-//! `splice_bodies on`, a node's Content-Length body goes to the client by splice(2)
-//! (`splice.rs`) rather than through the router's memory.
+//! `direct_bodies on` or `splice_bodies on`, a node's Content-Length body is passed on by the
+//! client connection's task itself, copied or by splice(2) (`relay.rs`).
 
 use crate::forward::ProxyBody;
+use crate::h1::Relay;
 use crate::h1::{list_tokens, parse_length, push_field};
+use crate::relay::{self, Broken, Pipe};
 use crate::router::Reply;
-use crate::splice::{self, Broken, Pipe};
 use crate::Router;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -362,10 +363,10 @@ async fn respond(
         write_all(stream, &mut [&head], send_limit).await?;
         return Ok(keep_alive);
     }
-    // The client's Content-Length is the node's, which also frames what is spliced.
+    // The client's Content-Length is the node's, which also frames what is relayed.
     if let Framing::Length(_) = framing {
-        if let Some(spliced) = splice_body(stream, &head, &mut body, send_limit).await {
-            return spliced.map(|()| keep_alive);
+        if let Some(relayed) = relay_body(stream, &head, &mut body, send_limit).await {
+            return relayed.map(|()| keep_alive);
         }
     }
     let mut written = 0u64;
@@ -423,10 +424,9 @@ async fn respond(
     }
 }
 
-/// Writes `head` and passes a node's Content-Length body on without copying it
-/// (`splice.rs`); None, with nothing written, if `body` is not such a body or no pipe can be
-/// had (it is then copied).
-async fn splice_body(
+/// Writes `head` and passes a node's Content-Length body on from this task (`relay.rs`);
+/// None, with nothing written, if `body` is not a body left for this task to relay.
+async fn relay_body(
     stream: &mut TcpStream,
     head: &[u8],
     body: &mut ProxyBody,
@@ -435,20 +435,23 @@ async fn splice_body(
     let Either::Left(upstream) = body else {
         return None;
     };
-    let pipe = match Pipe::take(upstream.rest()?.rules.chunk) {
-        Ok(pipe) => pipe,
-        Err(error) => {
-            tracing::debug!(%error, "no pipe to splice a body through: copying it");
-            return None;
-        }
-    };
     let rest = upstream.take_rest()?;
+    let pipe = match rest.rules.relay {
+        Relay::Splice => Pipe::take(rest.rules.chunk)
+            .inspect_err(|error| tracing::debug!(%error, "no pipe to splice a body: copying it"))
+            .ok(),
+        Relay::Copy | Relay::Reader => None,
+    };
     if let Err(error) = write_all(stream, &mut [head, &rest.connection.buf], send_limit).await {
         return Some(Err(error));
     }
     let from = &rest.connection.stream;
-    let (length, node_idle) = (rest.unread(), rest.rules.idle);
-    match splice::transfer(from, stream, pipe, length, node_idle, send_limit).await {
+    let (length, chunk, node_idle) = (rest.unread(), rest.rules.chunk, rest.rules.idle);
+    let relayed = match pipe {
+        Some(pipe) => relay::splice(from, stream, pipe, length, node_idle, send_limit).await,
+        None => relay::copy(from, stream, length, chunk, node_idle, send_limit).await,
+    };
+    match relayed {
         Ok(()) => {
             (*rest).finished();
             Some(Ok(()))
@@ -471,7 +474,7 @@ pub(crate) fn stalled_client() -> io::Error {
 
 /// Writes every byte of `parts`, in order, with as few system calls as the socket allows,
 /// waiting at most `send_limit` each time the client's socket has no room.
-async fn write_all(
+pub(crate) async fn write_all(
     stream: &mut TcpStream,
     parts: &mut [&[u8]],
     send_limit: Duration,

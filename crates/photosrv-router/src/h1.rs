@@ -467,7 +467,7 @@ pub struct UpstreamBody {
 #[derive(Debug)]
 enum BodyKind {
     Whole(Option<Bytes>),
-    /// Not read yet: an HTTP/1 client's side splices it across (`splice.rs`); polled as a
+    /// Not read yet: an HTTP/1 client's side passes it on itself (`relay.rs`); polled as a
     /// body, a reader task streams it.
     Waiting(Option<Box<Rest>>),
     Streamed {
@@ -487,16 +487,8 @@ impl UpstreamBody {
         }
     }
 
-    /// The body still on the node's connection, whose bytes can be passed on as they are;
-    /// None if it is not such a body, or was already polled.
-    pub(crate) fn rest(&self) -> Option<&Rest> {
-        match &self.kind {
-            BodyKind::Waiting(rest) => rest.as_deref(),
-            _ => None,
-        }
-    }
-
-    /// Takes [`Self::rest`] for its bytes to be passed on.
+    /// Takes the body still on the node's connection, for its bytes to be passed on as they
+    /// are; None if it is not such a body, or was already polled.
     pub(crate) fn take_rest(&mut self) -> Option<Box<Rest>> {
         match &mut self.kind {
             BodyKind::Waiting(rest) => rest.take(),
@@ -510,9 +502,8 @@ impl UpstreamBody {
 pub(crate) struct BodyRules {
     /// `upstream_buffer_bytes`: the most read, or spliced, at once.
     pub(crate) chunk: usize,
-    /// `splice_bodies`: whether Content-Length bodies wait for the client's side to splice
-    /// them.
-    pub(crate) splice: bool,
+    /// Who passes a Content-Length body on to an HTTP/1 client.
+    pub(crate) relay: Relay,
     /// `upstream_timeout`: the longest a node may leave a body waiting for its next bytes.
     /// Without it a node that stops mid-body would hold its client, and the router's side
     /// of both connections, for as long as the node's host keeps the connection open.
@@ -522,6 +513,30 @@ pub(crate) struct BodyRules {
     /// have this limit too (`downstream.rs`); this one also holds for h2c clients, whose
     /// connections hyper serves without one.
     pub(crate) client_idle: Duration,
+}
+
+/// Who passes a node's Content-Length body on to an HTTP/1 client (chunked bodies, and
+/// every body to an h2c client, always go through a reader task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Relay {
+    /// A reader task of its own, reading one piece ahead of the client's side (the default).
+    Reader,
+    /// The client connection's task, reading each piece and writing it at once
+    /// (`direct_bodies on`).
+    Copy,
+    /// The client connection's task, by splice(2) (`splice_bodies on`); copied as `Copy`
+    /// when no pipe can be had.
+    Splice,
+}
+
+impl Relay {
+    pub(crate) fn from_options(splice_bodies: bool, direct_bodies: bool) -> Relay {
+        match (splice_bodies, direct_bodies) {
+            (true, _) => Relay::Splice,
+            (false, true) => Relay::Copy,
+            (false, false) => Relay::Reader,
+        }
+    }
 }
 
 /// The error of a body whose node went silent for longer than [`BodyRules::idle`].
@@ -624,8 +639,8 @@ impl Body for UpstreamBody {
 
 /// The body after a head, whose rest is in the connection's buffer: whole if it is all
 /// there (the connection then goes back to `node`'s pool at once); else, framed by
-/// Content-Length and if `splice`, left on the connection until the client's side splices
-/// it or polls it; else streamed by a task that reads it, a piece of up to `rules.chunk`
+/// Content-Length and relayed by the client's side, left on the connection until that side
+/// takes it or polls it; else streamed by a task that reads it, a piece of up to `rules.chunk`
 /// bytes at a time, and gives the connection back at its end when it can be reused.
 pub(crate) fn body(
     node: &Arc<Node>,
@@ -650,7 +665,7 @@ pub(crate) fn body(
             }
             UpstreamBody::whole(whole)
         }
-        Framing::Length(length) if rules.splice => UpstreamBody {
+        Framing::Length(length) if rules.relay != Relay::Reader => UpstreamBody {
             kind: BodyKind::Waiting(Some(Box::new(Rest {
                 node: node.clone(),
                 connection,

@@ -32,10 +32,10 @@ mod node;
 mod options;
 mod pool;
 mod probe;
+mod relay;
 mod reload;
 mod router;
 mod server;
-mod splice;
 mod table;
 
 pub use forward::ProxyBody;

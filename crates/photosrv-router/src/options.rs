@@ -45,6 +45,10 @@ pub struct RouterOptions {
     /// Whether a node's Content-Length body goes to an HTTP/1 client by splice(2) rather
     /// than through the router's memory (off by default: docs/configuration.md says why).
     pub splice_bodies: bool,
+    /// Whether a node's Content-Length body is copied to an HTTP/1 client by the client
+    /// connection's own task rather than by a reader task one piece ahead (off by default:
+    /// docs/configuration.md says why). Spliced bodies that get no pipe are copied so too.
+    pub direct_bodies: bool,
     /// The secret for migration switching; switching is refused without one.
     pub migration_key: Option<String>,
     /// Where the migration state is kept.
@@ -92,6 +96,7 @@ impl RouterOptions {
             // system calls.
             upstream_buffer_bytes: s.upstream_buffer_bytes.unwrap_or(128 * 1024).max(8192),
             splice_bodies: s.splice_bodies.unwrap_or(false),
+            direct_bodies: s.direct_bodies.unwrap_or(false),
             migration_key: s.migration_key.filter(|k| !k.is_empty()),
             migration_state: s.migration_state,
             log_format: s.log_format.unwrap_or_default(),
@@ -151,16 +156,24 @@ mod tests {
     }
 
     #[test]
-    fn splicing_is_off_unless_turned_on() {
+    fn splicing_and_direct_copying_are_off_unless_turned_on() {
         let parse = |setting: &str| {
-            RouterOptions::resolve(&config_with(setting).unwrap(), Settings::default())
-                .splice_bodies
+            let options =
+                RouterOptions::resolve(&config_with(setting).unwrap(), Settings::default());
+            (options.splice_bodies, options.direct_bodies)
         };
-        assert!(!parse(""));
-        assert!(parse("splice_bodies on"));
-        assert!(!parse("splice_bodies off"));
-        let error = config_with("splice_bodies yes").unwrap_err();
-        assert!(error.to_string().contains("/p.cfg:2:15"), "{error}");
-        assert!(error.to_string().contains("not on or off"), "{error}");
+        assert_eq!(parse(""), (false, false));
+        assert_eq!(parse("splice_bodies on"), (true, false));
+        assert_eq!(parse("splice_bodies off"), (false, false));
+        assert_eq!(parse("direct_bodies on"), (false, true));
+        assert_eq!(parse("direct_bodies off"), (false, false));
+        for (setting, column) in [("splice_bodies yes", 15), ("direct_bodies 1", 15)] {
+            let error = config_with(setting).unwrap_err();
+            assert!(
+                error.to_string().contains(&format!("/p.cfg:2:{column}")),
+                "{error}"
+            );
+            assert!(error.to_string().contains("not on or off"), "{error}");
+        }
     }
 }

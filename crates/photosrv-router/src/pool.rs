@@ -201,6 +201,7 @@ impl Upstream {
 mod tests {
     use super::*;
     use crate::fake_node::{FakeNode, Script};
+    use crate::h1::Relay;
     use bytes::Bytes;
     use http_body_util::BodyExt as _;
 
@@ -224,13 +225,13 @@ mod tests {
     }
 
     fn upstream() -> Upstream {
-        upstream_with(false)
+        upstream_with(Relay::Reader)
     }
 
-    fn upstream_with(splice: bool) -> Upstream {
+    fn upstream_with(relay: Relay) -> Upstream {
         let body = BodyRules {
             chunk: 64 * 1024,
-            splice,
+            relay,
             idle: Duration::from_secs(5),
             client_idle: Duration::from_secs(5),
         };
@@ -389,12 +390,13 @@ mod tests {
             ),
         ] {
             let label = String::from_utf8_lossy(&head[..head.len().min(60)]).into_owned();
-            // A body that comes after its head is streamed, or waits to be spliced (and is
-            // then polled here): the same either way.
-            for (delay, splice) in [
-                (Duration::ZERO, false),
-                (Duration::from_millis(20), false),
-                (Duration::from_millis(20), true),
+            // A body that comes after its head is streamed, or waits to be relayed by the
+            // client's side (and is then polled here): the same either way.
+            for (delay, relay) in [
+                (Duration::ZERO, Relay::Reader),
+                (Duration::from_millis(20), Relay::Reader),
+                (Duration::from_millis(20), Relay::Copy),
+                (Duration::from_millis(20), Relay::Splice),
             ] {
                 // The node keeps every connection open: only the router decides.
                 let (_fake, node) = node_with(Script {
@@ -404,12 +406,12 @@ mod tests {
                     body_delay: delay,
                 })
                 .await;
-                let response = upstream_with(splice).send(&node, GET, false).await.unwrap();
+                let response = upstream_with(relay).send(&node, GET, false).await.unwrap();
                 assert_eq!(body(response).await.unwrap(), want, "{label}");
                 // Extra bytes may come in a read of their own after the body.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let reused = node.pool.take(Instant::now()).is_some();
-                assert_eq!(reused, kept, "{label} {delay:?} splice {splice}");
+                assert_eq!(reused, kept, "{label} {delay:?} {relay:?}");
             }
         }
         // Read until the node closes: the body is whole, and the connection done.

@@ -102,7 +102,7 @@ mod tests {
             Duration::from_secs(1),
             crate::h1::BodyRules {
                 chunk: 64 * 1024,
-                splice: false,
+                relay: crate::h1::Relay::Reader,
                 idle: Duration::from_secs(5),
                 client_idle: Duration::from_secs(5),
             },

@@ -1,7 +1,7 @@
 //! The shared router state and the request handler.
 
 use crate::forward::{self, Outcome, ProxyBody};
-use crate::h1::{parse_length, push_field, BodyRules, NodeResponse};
+use crate::h1::{parse_length, push_field, BodyRules, NodeResponse, Relay};
 use crate::metrics::{MethodLabel, Metrics, RingLabels};
 use crate::options::RouterOptions;
 use crate::pool::Upstream;
@@ -161,7 +161,7 @@ impl Router {
         let metrics = Metrics::register(&mut registry);
         let body = BodyRules {
             chunk: options.upstream_buffer_bytes,
-            splice: options.splice_bodies,
+            relay: Relay::from_options(options.splice_bodies, options.direct_bodies),
             idle: options.upstream_timeout,
             client_idle: options.send_timeout,
         };

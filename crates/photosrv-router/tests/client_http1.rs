@@ -6,6 +6,7 @@ mod support;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
+use photosrv_config::Settings;
 use photosrv_testkit::{RouterBuilder, RouterHandle};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -387,57 +388,83 @@ fn open_pipes() -> usize {
         .count()
 }
 
-/// With `splice_bodies on`, a node's large Content-Length body goes to HTTP/1 clients by
-/// splice(2): it arrives whole and in order, the node's connection is kept for the next
-/// request, and an h2c client (whose body is copied into frames) gets the same bytes.
+/// Who passes a Content-Length body on to an HTTP/1 client: a reader task (the default), the
+/// client connection's task copying it (`direct_bodies on`) or splicing it (`splice_bodies on`).
+const RELAYS: [&str; 3] = ["reader", "direct", "splice"];
+
+fn relay_by(relay: &str, settings: &mut Settings) {
+    settings.direct_bodies = Some(relay == "direct");
+    settings.splice_bodies = Some(relay == "splice");
+}
+
+/// With `direct_bodies on` or `splice_bodies on`, a node's large Content-Length body goes to
+/// HTTP/1 clients from the client connection's task: it arrives whole and in order, the
+/// node's connection is kept for the next request, and an h2c client (whose body is copied
+/// into frames by a reader task) gets the same bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spliced_bodies_arrive_whole_and_keep_the_node_connection() {
-    let (node, object) = node_serving_pattern((3 << 20) + 1).await;
-    let config = one_node(&node.url());
-    let router = RouterBuilder::new(config)
-        .settings(|s| s.splice_bodies = Some(true))
-        .start()
-        .await
-        .unwrap();
-    let pipes_before = open_pipes();
-    let client = reqwest::Client::new();
-    for _ in 0..3 {
+async fn relayed_bodies_arrive_whole_and_keep_the_node_connection() {
+    for relay in ["direct", "splice"] {
+        let (node, object) = node_serving_pattern((3 << 20) + 1).await;
+        let config = one_node(&node.url());
+        let router = RouterBuilder::new(config)
+            .settings(|s| relay_by(relay, s))
+            .start()
+            .await
+            .unwrap();
+        let pipes_before = open_pipes();
+        let client = reqwest::Client::new();
+        for _ in 0..3 {
+            let response = client
+                .get(format!("{}/big.jpg", router.url()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.content_length(), Some(object.len() as u64));
+            let body = response.bytes().await.unwrap();
+            assert!(
+                body == object,
+                "{relay}: {} bytes, not the object",
+                body.len()
+            );
+        }
         let response = client
-            .get(format!("{}/big.jpg", router.url()))
+            .head(format!("{}/big.jpg", router.url()))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        assert_eq!(response.content_length(), Some(object.len() as u64));
-        let body = response.bytes().await.unwrap();
-        assert!(body == object, "{} bytes, not the object", body.len());
+        assert!(response.bytes().await.unwrap().is_empty());
+        assert_eq!(
+            node.accepted(),
+            1,
+            "{relay}: the node's connection was not kept"
+        );
+        if relay == "splice" {
+            // The router runs in this process: the pipes it spliced through are kept for the
+            // next body, so they witness that the bodies did not go the copying way.
+            assert!(
+                open_pipes() > pipes_before,
+                "no pipe was made: nothing was spliced"
+            );
+        }
+        let h2c = h2c_client();
+        let response = h2c
+            .get(format!("{}/big.jpg", router.url()).parse().unwrap())
+            .await
+            .unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            body == object,
+            "{relay} h2c: {} bytes, not the object",
+            body.len()
+        );
     }
-    let response = client
-        .head(format!("{}/big.jpg", router.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(response.bytes().await.unwrap().is_empty());
-    assert_eq!(node.accepted(), 1, "the node's connection was not kept");
-    // The router runs in this process: the pipes it spliced through are kept for the next
-    // body, so they witness that the bodies did not go the copying way.
-    assert!(
-        open_pipes() > pipes_before,
-        "no pipe was made: nothing was spliced"
-    );
-    let h2c = h2c_client();
-    let response = h2c
-        .get(format!("{}/big.jpg", router.url()).parse().unwrap())
-        .await
-        .unwrap();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert!(body == object, "h2c: {} bytes, not the object", body.len());
 }
 
 /// A node that sends part of a Content-Length body and then closes, or goes silent: the
 /// client gets that part and then a closed connection (after `upstream_timeout` when the node
-/// is silent), never a clean end it could take for the whole object; copied or spliced alike.
+/// is silent), never a clean end it could take for the whole object; however it is relayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
     let sent = pattern(300 * 1024);
@@ -468,11 +495,11 @@ async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
             });
         }
     });
-    for splice in [false, true] {
+    for relay in RELAYS {
         let config = one_node(&format!("http://{node}"));
         let router = RouterBuilder::new(config)
             .settings(|s| {
-                s.splice_bodies = Some(splice);
+                relay_by(relay, s);
                 s.upstream_timeout_ms = Some(300);
             })
             .start()
@@ -485,15 +512,13 @@ async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
             let mut got = Vec::new();
             let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got));
             read.await
-                .unwrap_or_else(|_| {
-                    panic!("{path} splice {splice}: the client's connection was left open")
-                })
+                .unwrap_or_else(|_| panic!("{path} {relay}: the client's connection was left open"))
                 .unwrap();
             let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-            assert!(got.starts_with(b"HTTP/1.1 200"), "{path} splice {splice}");
+            assert!(got.starts_with(b"HTTP/1.1 200"), "{path} {relay}");
             assert!(
                 got[end..] == sent[..],
-                "{path} splice {splice}: {} body bytes",
+                "{path} {relay}: {} body bytes",
                 got.len() - end
             );
         }
@@ -502,17 +527,17 @@ async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
 
 /// A client that takes no bytes of a response for `send_timeout` has its connection closed:
 /// it cannot hold the router's side and the node's connection forever. When it reads again it
-/// finds what was in the sockets' buffers and the end, not the whole object; copied or
-/// spliced alike.
+/// finds what was in the sockets' buffers and the end, not the whole object; however it is
+/// relayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_takes_nothing_is_cut_off_after_the_send_timeout() {
     // More than the sockets' buffers on both sides can hold, so the router must wait.
     let (node, object) = node_serving_pattern(32 << 20).await;
     let config = one_node(&node.url());
-    for splice in [false, true] {
+    for relay in RELAYS {
         let router = RouterBuilder::new(config.clone())
             .settings(|s| {
-                s.splice_bodies = Some(splice);
+                relay_by(relay, s);
                 s.send_timeout_ms = Some(300);
             })
             .start()
@@ -531,9 +556,9 @@ async fn a_client_that_takes_nothing_is_cut_off_after_the_send_timeout() {
         let body = &got[end..];
         assert!(
             body.len() < object.len(),
-            "splice {splice}: the whole object arrived after the client stalled"
+            "{relay}: the whole object arrived after the client stalled"
         );
-        assert!(body == &object[..body.len()], "splice {splice}");
+        assert!(body == &object[..body.len()], "{relay}");
     }
 }
 

@@ -27,8 +27,9 @@ fn size(i: usize) -> usize {
 }
 
 /// Random mode, then multihead (whose probes take their own path to the nodes), then random
-/// with bodies spliced (`splice_bodies on`), one after the other: two suites at once would
-/// starve each other of the machine's two cores.
+/// with bodies copied by the client connection's task (`direct_bodies on`) and spliced
+/// (`splice_bodies on`), one after the other: two suites at once would starve each other of
+/// the machine's two cores.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_never_serves_a_wrong_byte() {
     let Some(nginx) = nginx_or_skip("chaos_never_serves_a_wrong_byte") else {
@@ -38,17 +39,19 @@ async fn chaos_never_serves_a_wrong_byte() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
-    for (mode, splice) in [
-        (ReplicaMode::Random, false),
-        (ReplicaMode::Multihead, false),
-        (ReplicaMode::Random, true),
+    for (mode, relay) in [
+        (ReplicaMode::Random, "reader"),
+        (ReplicaMode::Multihead, "reader"),
+        (ReplicaMode::Random, "direct"),
+        (ReplicaMode::Random, "splice"),
     ] {
-        chaos(&nginx, mode, splice, secs).await;
+        chaos(&nginx, mode, relay, secs).await;
     }
 }
 
-async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, splice: bool, secs: u64) {
-    let label = format!("{mode:?}{}", if splice { ", spliced" } else { "" });
+/// `relay`: who passes bodies on to clients, "reader", "direct" or "splice".
+async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, relay: &str, secs: u64) {
+    let label = format!("{mode:?}, {relay}");
     // Two shards of three nginx replicas; every object on every node, so any ring and any
     // migration state finds it.
     let mut nodes: Vec<NginxNode> = (0..6).map(|_| NginxNode::start(nginx).unwrap()).collect();
@@ -100,7 +103,8 @@ async fn chaos(nginx: &std::path::Path, mode: ReplicaMode, splice: bool, secs: u
         .settings(|s| {
             s.upstream_timeout_ms = Some(400);
             s.migration_key = Some("k".into());
-            s.splice_bodies = Some(splice);
+            s.direct_bodies = Some(relay == "direct");
+            s.splice_bodies = Some(relay == "splice");
         })
         .start()
         .await
