@@ -6,10 +6,10 @@
 //! Copying in the client's task writes each piece right after reading it, while its bytes are
 //! still in the cache; with a reader task, the pieces of every other stream woken in between
 //! pass through the cache first. With the router's core as the limit (a CPU quota,
-//! docs/benchmarks.md, "Tenth session"), that took about a fifth off its CPU per 4 MiB
-//! object, and most of its memory; with the core the nodes and the load generator share as the
-//! limit, it lost some throughput at 256 KiB, as nothing reads ahead of the client. So it is
-//! off unless turned on.
+//! docs/benchmarks.md, "Tenth session"), that took up to a fifth off its CPU per 4 MiB object
+//! and two thirds off its peak memory; with the core the nodes and the load generator share as
+//! the limit, it lost some throughput, as its reads and writes are smaller and the client
+//! wakes more often for the same bytes. So it is off unless turned on.
 //!
 //! splice(2) moves the bytes from one socket into a pipe and from the pipe into the other, as
 //! page references, where reading and writing them copies each byte twice. It took 12-37% off
