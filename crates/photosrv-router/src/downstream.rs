@@ -22,8 +22,7 @@
 //! client connection's task itself, copied or by splice(2) (`relay.rs`).
 
 use crate::forward::ProxyBody;
-use crate::h1::Relay;
-use crate::h1::{list_tokens, parse_length, push_field};
+use crate::h1::{list_tokens, parse_length, push_field, Relay};
 use crate::relay::{self, Broken, Pipe};
 use crate::router::Reply;
 use crate::Router;

@@ -52,7 +52,7 @@ pub(crate) struct Pipe {
 }
 
 thread_local! {
-    static SPARE: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    static SPARE_PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
     static SPARE_BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -61,7 +61,7 @@ impl Pipe {
     /// for one size only). The size is what the kernel grants: a user over its pipe-buffer
     /// limit gets the default size, which only makes more, smaller transfers.
     pub(crate) fn take(size: usize) -> io::Result<Pipe> {
-        if let Some(pipe) = SPARE.with_borrow_mut(Vec::pop) {
+        if let Some(pipe) = SPARE_PIPES.with_borrow_mut(Vec::pop) {
             return Ok(pipe);
         }
         let (read, write) = pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
@@ -72,7 +72,7 @@ impl Pipe {
 
     /// Keeps an emptied pipe for the next body on this thread.
     fn give_back(self) {
-        SPARE.with_borrow_mut(|spare| {
+        SPARE_PIPES.with_borrow_mut(|spare| {
             if spare.len() < SPARES {
                 spare.push(self);
             }
