@@ -127,7 +127,10 @@ class CpuLimit:
 
     def confine(self, name, pids, threads):
         group = self.root / f"photosrv-bench-{os.getpid()}-{len(self.groups)}-{name}-{threads}"
-        group.mkdir()
+        try:
+            group.mkdir()
+        except PermissionError:
+            raise SystemExit(f"--proxy-cpu: no permission to make {group} (run as root)") from None
         self.groups.append(group)
         quota = int(self.share * threads * self.PERIOD_US)
         if self.v2:
