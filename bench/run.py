@@ -504,12 +504,14 @@ def table(results):
     return "\n".join(lines)
 
 
-def budget(machine):
-    """The proxies' CPU budget, as a line above the tables."""
+def budget(machine, results):
+    """The proxies' CPU budget, as a line above the tables: the thread counts the run had."""
     share = machine.get("proxy_cpu_share")
     limit = (f", each limited to {share:g} of a core per thread by a CFS quota: the proxy caps the run"
              if share else "")
-    return (f"Budget: 1 worker thread pinned to CPU 1 (wrk and the nodes on CPU 0), then 2 unpinned{limit}. "
+    kinds = {1: "1 worker thread pinned to CPU 1 (wrk and the nodes on CPU 0)", 2: "2 threads unpinned"}
+    threads = sorted({r["threads"] for r in results})
+    return (f"Budget: {', then '.join(kinds.get(t, f'{t} threads') for t in threads)}{limit}. "
             f"{machine['runs']} runs x {machine['duration_s']} s, {machine['connections']} connections, median by req/s.")
 
 
@@ -593,7 +595,7 @@ def main():
     args = parser.parse_args()
     if args.report:
         saved = json.loads(Path(args.report).read_text())
-        print(budget(saved["machine"]))
+        print(budget(saved["machine"], saved["results"]))
         print()
         print(table(saved["results"]))
         print()
@@ -653,7 +655,7 @@ def main():
                "runs": args.runs, "duration_s": args.duration, "connections": args.connections,
                "proxy_cpu_share": args.proxy_cpu}
     (out / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
-    report = budget(machine) + "\n\n" + table(results) + "\n\n" + targets(results, machine["cpus"])
+    report = budget(machine, results) + "\n\n" + table(results) + "\n\n" + targets(results, machine["cpus"])
     (out / "results.md").write_text(report + "\n")
     print()
     print(report)
