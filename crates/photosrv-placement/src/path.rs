@@ -48,23 +48,33 @@ fn hex_value(byte: u8) -> Option<u8> {
 /// Percent-decodes `raw` once. `+` stays `+` (this is a path, not a form).
 pub fn percent_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        let byte = raw[i];
-        if byte == b'%' {
-            let hi = raw.get(i + 1).copied().and_then(hex_value);
-            let lo = raw.get(i + 2).copied().and_then(hex_value);
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                _ => return Err(PathError::BadEncoding),
-            }
-            i += 3;
-        } else {
-            out.push(byte);
-            i += 1;
+    let mut rest = raw;
+    // The runs between escapes are copied whole: most paths have no escape at all.
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        out.extend_from_slice(&rest[..at]);
+        let hi = rest.get(at + 1).copied().and_then(hex_value);
+        let lo = rest.get(at + 2).copied().and_then(hex_value);
+        match (hi, lo) {
+            (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+            _ => return Err(PathError::BadEncoding),
         }
+        rest = &rest[at + 3..];
     }
+    out.extend_from_slice(rest);
     Ok(out)
+}
+
+/// Whether a segment of `path` starts with `.`.
+fn has_dot_segment(path: &[u8]) -> bool {
+    path.windows(2).any(|w| w == b"/.")
+}
+
+/// Collapses every run of slashes to one, in place; does not move a byte when there is
+/// no run.
+fn collapse_slashes(path: &mut Vec<u8>) {
+    if path.windows(2).any(|w| w == b"//") {
+        path.dedup_by(|next, prev| *next == b'/' && *prev == b'/');
+    }
 }
 
 /// Normalises a request target (path, optionally with `?query`, still percent-encoded) to
@@ -93,14 +103,14 @@ pub fn normalize(target: &[u8]) -> Result<Vec<u8>, PathError> {
         });
     }
     // Go checks for "/." before cutting at a decoded '?', so "/a%3F/../b" is refused there.
-    if decoded.windows(2).any(|w| w == b"/.") {
+    if has_dot_segment(&decoded) {
         return Err(PathError::DotSegment);
     }
     // Go cuts at a decoded '?': "/a%3Fb.jpg" is the key "a". Kept so such keys still land.
     if let Some(question) = decoded.iter().position(|&b| b == b'?') {
         decoded.truncate(question);
     }
-    decoded.dedup_by(|next, prev| *next == b'/' && *prev == b'/');
+    collapse_slashes(&mut decoded);
     if decoded.len() <= 1 {
         return Err(PathError::Empty);
     }
@@ -154,53 +164,79 @@ impl Rewriter {
 /// path with a dot segment or nothing to route is refused like the request itself would be.
 pub fn routing_key(target: &[u8], rewriter: &Rewriter) -> Result<Vec<u8>, PathError> {
     let mut path = rewriter.rewrite(normalize(target)?);
-    // A replacement may bring slashes back together (`/` -> `//x`): collapse them again, so
-    // a key never starts with `/` (found by the path fuzz target).
-    path.dedup_by(|next, prev| *next == b'/' && *prev == b'/');
-    if path.windows(2).any(|w| w == b"/.") {
-        return Err(PathError::DotSegment);
-    }
-    if path.len() < 2 || path[0] != b'/' {
-        return Err(PathError::Empty);
+    // Without rules the path is as `normalize` left it: nothing to check again.
+    if !rewriter.rules.is_empty() {
+        // A replacement may bring slashes back together (`/` -> `//x`): collapse them
+        // again, so a key never starts with `/` (found by the path fuzz target).
+        collapse_slashes(&mut path);
+        if has_dot_segment(&path) {
+            return Err(PathError::DotSegment);
+        }
+        if path.len() < 2 || path[0] != b'/' {
+            return Err(PathError::Empty);
+        }
     }
     // In place: one allocation fewer per request than copying the rest out.
     path.remove(0);
     Ok(path)
 }
 
+/// Whether `encode_path` passes `byte` as it is: unreserved characters, `/` and the
+/// sub-delimiters nginx leaves alone.
+const fn passes_plain(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric()
+        || matches!(
+            byte,
+            b'/' | b'-'
+                | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+/// [`passes_plain`] for every byte, looked up once per byte of a path.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = passes_plain(byte as u8);
+        byte += 1;
+    }
+    table
+};
+
 /// Percent-encodes a key for use in an upstream URL path: unreserved characters, `/` and
 /// the sub-delimiters nginx leaves alone pass; everything else becomes `%XX`.
 pub fn encode_path(key: &[u8], out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &byte in key {
-        let plain = byte.is_ascii_alphanumeric()
-            || matches!(
-                byte,
-                b'/' | b'-'
-                    | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'@'
-            );
-        if plain {
-            out.push(byte as char);
-        } else {
-            out.push('%');
-            out.push(HEX[(byte >> 4) as usize] as char);
-            out.push(HEX[(byte & 15) as usize] as char);
-        }
+    out.reserve(key.len());
+    let mut rest = key;
+    // The runs of plain bytes are copied whole: most keys are one run.
+    while !rest.is_empty() {
+        let run = rest
+            .iter()
+            .position(|&b| !PLAIN[b as usize])
+            .unwrap_or(rest.len());
+        // Plain bytes are ASCII, so the run is UTF-8.
+        out.push_str(std::str::from_utf8(&rest[..run]).unwrap_or_default());
+        let Some(&byte) = rest.get(run) else { break };
+        out.push('%');
+        out.push(HEX[(byte >> 4) as usize] as char);
+        out.push(HEX[(byte & 15) as usize] as char);
+        rest = &rest[run + 1..];
     }
 }
 
@@ -273,6 +309,91 @@ mod tests {
         encode_path(b"/a b/%/\xff?#", &mut out);
         assert_eq!(out, "/a%20b/%25/%FF%3F%23");
         assert_eq!(percent_decode(out.as_bytes()).unwrap(), b"/a b/%/\xff?#");
+    }
+
+    /// Byte-at-a-time forms of the decoder, the encoder and the key's checks, as they
+    /// were before runs were copied whole: what the fast ones must agree with.
+    fn reference_decode(raw: &[u8]) -> Result<Vec<u8>, PathError> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < raw.len() {
+            if raw[i] == b'%' {
+                let hi = raw.get(i + 1).copied().and_then(hex_value);
+                let lo = raw.get(i + 2).copied().and_then(hex_value);
+                match (hi, lo) {
+                    (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                    _ => return Err(PathError::BadEncoding),
+                }
+                i += 3;
+            } else {
+                out.push(raw[i]);
+                i += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn reference_encode(key: &[u8]) -> String {
+        key.iter()
+            .map(|&b| {
+                if passes_plain(b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    fn reference_key(target: &[u8], rewriter: &Rewriter) -> Result<Vec<u8>, PathError> {
+        let mut path = rewriter.rewrite(normalize(target)?);
+        path.dedup_by(|next, prev| *next == b'/' && *prev == b'/');
+        if path.windows(2).any(|w| w == b"/.") {
+            return Err(PathError::DotSegment);
+        }
+        if path.len() < 2 || path[0] != b'/' {
+            return Err(PathError::Empty);
+        }
+        Ok(path[1..].to_vec())
+    }
+
+    fn path_bytes() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(b'/'),
+                Just(b'.'),
+                Just(b'%'),
+                Just(b'2'),
+                Just(b'e'),
+                Just(b'F'),
+                Just(b'0'),
+                Just(b'a'),
+                Just(b'?'),
+                any::<u8>()
+            ],
+            0..40,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn copying_runs_decodes_and_encodes_as_byte_at_a_time(raw in path_bytes()) {
+            prop_assert_eq!(percent_decode(&raw), reference_decode(&raw));
+            let mut encoded = String::new();
+            encode_path(&raw, &mut encoded);
+            prop_assert_eq!(encoded, reference_encode(&raw));
+        }
+
+        #[test]
+        fn keys_are_checked_as_byte_at_a_time(
+            target in path_bytes(),
+            rules in proptest::collection::vec(("/[a/]{0,3}", "[a./]{0,4}"), 0..3),
+        ) {
+            let rewriter = Rewriter::new(
+                rules.into_iter().map(|(from, to)| RewriteRule { from, to }).collect(),
+            );
+            prop_assert_eq!(routing_key(&target, &rewriter), reference_key(&target, &rewriter));
+        }
     }
 
     proptest! {
