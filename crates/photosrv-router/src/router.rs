@@ -257,7 +257,7 @@ impl Router {
                     0,
                 );
             }
-            let route = match table.route(target.as_bytes(), state) {
+            let mut route = match table.route(target.as_bytes(), state) {
                 Ok(route) => route,
                 Err(RouteError::Path(e)) => {
                     let status =
@@ -281,14 +281,14 @@ impl Router {
                     );
                 }
             };
-            let mut path_and_query = route.upstream_path;
+            let mut path_and_query = std::mem::take(&mut route.upstream_path);
             if let Some(query) = request.uri().query() {
                 path_and_query.push('?');
                 path_and_query.push_str(query);
             }
             let forwarding = forward::Forwarding::new(request.headers(), client.ip());
             match self
-                .forward(&method, &route.groups, &path_and_query, &forwarding)
+                .forward(&method, route.groups(), &path_and_query, &forwarding)
                 .await
             {
                 Outcome::Response {

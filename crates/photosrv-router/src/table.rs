@@ -154,9 +154,19 @@ pub struct Route<'t> {
     pub upstream_path: String,
     /// The shard of the first group.
     pub shard: &'t ShardTable,
+    /// The candidate groups (see [`Route::groups`]) in the first `group_count` places: at
+    /// most two, so no list is allocated per request.
+    groups: [&'t [Arc<Node>]; 2],
+    group_count: usize,
+}
+
+impl<'t> Route<'t> {
     /// Candidate groups, tried in order: a 404 from one group moves on to the next (the
-    /// "both" migration state); inside a group, failures move to the next node.
-    pub groups: Vec<&'t [Arc<Node>]>,
+    /// "both" migration state); inside a group, failures move to the next node. None is
+    /// empty.
+    pub fn groups(&self) -> &[&'t [Arc<Node>]] {
+        &self.groups[..self.group_count]
+    }
 }
 
 /// Reuses `Node`s across reloads so pooled connections and health state survive.
@@ -258,19 +268,26 @@ impl RoutingTable {
         upstream_path.push('/');
         encode_path(&key, &mut upstream_path);
         let primary = self.primary.shard_of(&key);
-        let (shard, groups) = match (state, &self.migration) {
-            (MigrationState::Old, _) | (_, None) => (primary, vec![primary.live.as_slice()]),
+        let (shard, first, then) = match (state, &self.migration) {
+            (MigrationState::Old, _) | (_, None) => (primary, primary.live.as_slice(), &[][..]),
             (MigrationState::New, Some(ring)) => {
                 let shard = ring.shard_of(&key);
-                (shard, vec![shard.live.as_slice()])
+                (shard, shard.live.as_slice(), &[][..])
             }
             (MigrationState::Both, Some(ring)) => {
                 let shard = ring.shard_of(&key);
-                (shard, vec![shard.live.as_slice(), primary.live.as_slice()])
+                (shard, shard.live.as_slice(), primary.live.as_slice())
             }
         };
-        let groups: Vec<&[Arc<Node>]> = groups.into_iter().filter(|g| !g.is_empty()).collect();
-        if groups.is_empty() {
+        let mut groups = [&[][..]; 2];
+        let mut group_count = 0;
+        for group in [first, then] {
+            if !group.is_empty() {
+                groups[group_count] = group;
+                group_count += 1;
+            }
+        }
+        if group_count == 0 {
             return Err(RouteError::NoLiveNode);
         }
         Ok(Route {
@@ -278,6 +295,7 @@ impl RoutingTable {
             upstream_path,
             shard,
             groups,
+            group_count,
         })
     }
 
@@ -405,9 +423,9 @@ mod tests {
             .unwrap();
         assert_eq!(route.key, b"images/a b.jpg");
         assert_eq!(route.upstream_path, "/images/a%20b.jpg");
-        assert_eq!(route.groups.len(), 2);
-        assert_eq!(route.groups[0].len(), 1, "migration shard first");
-        assert_eq!(route.groups[1].len(), 2, "then the primary shard");
+        assert_eq!(route.groups().len(), 2);
+        assert_eq!(route.groups()[0].len(), 1, "migration shard first");
+        assert_eq!(route.groups()[1].len(), 2, "then the primary shard");
     }
 
     #[test]
