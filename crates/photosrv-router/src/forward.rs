@@ -12,6 +12,7 @@ use http::{Method, StatusCode};
 use http_body_util::{Either, Full};
 use rand::seq::SliceRandom;
 use std::borrow::Cow;
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,52 +31,77 @@ pub(crate) const HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
-/// Header names the Connection header lists (besides the usual keep-alive/close): also
-/// hop-by-hop. Empty, and allocation-free, for almost every request.
-fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+/// X-Forwarded-For, which the router writes itself (the client's values, then its address).
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The header names a Connection value lists, besides the usual keep-alive and close: also
+/// hop-by-hop.
+fn connection_listed(value: &HeaderValue) -> impl Iterator<Item = HeaderName> + '_ {
+    value
+        .to_str()
+        .ok()
+        .into_iter()
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|name| {
             !name.eq_ignore_ascii_case("keep-alive") && !name.eq_ignore_ascii_case("close")
         })
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
-        .collect()
 }
 
-/// The client IP as a header value; IPv4 written by hand, as `fmt` costs more than the
-/// rest of header preparation.
-fn ip_header_value(ip: IpAddr) -> HeaderValue {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut out = [0u8; 15];
-            let mut len = 0;
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out[len] = b'.';
-                    len += 1;
+/// Longest text of an IP address (an IPv6 address with an IPv4 tail).
+const IP_TEXT_MAX: usize = 45;
+
+/// The X-Forwarded-For value sent on: the client's own list, if it sent one, then its
+/// address. Kept inline when it is the address alone, as for most requests.
+pub(crate) enum ForwardedFor {
+    Address { text: [u8; IP_TEXT_MAX], len: usize },
+    List(Vec<u8>),
+}
+
+impl ForwardedFor {
+    /// The client's address alone; IPv4 written by hand, as `fmt` costs more than the
+    /// rest of header preparation.
+    fn address(ip: IpAddr) -> ForwardedFor {
+        let mut text = [0u8; IP_TEXT_MAX];
+        let len = match ip {
+            IpAddr::V4(v4) => {
+                let mut len = 0;
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text[len] = b'.';
+                        len += 1;
+                    }
+                    let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                    let skip = if octet >= 100 {
+                        0
+                    } else if octet >= 10 {
+                        1
+                    } else {
+                        2
+                    };
+                    for &d in &digits[skip..] {
+                        text[len] = b'0' + d;
+                        len += 1;
+                    }
                 }
-                let digits = [octet / 100, octet / 10 % 10, octet % 10];
-                let skip = if octet >= 100 {
-                    0
-                } else if octet >= 10 {
-                    1
-                } else {
-                    2
-                };
-                for &d in &digits[skip..] {
-                    out[len] = b'0' + d;
-                    len += 1;
-                }
+                len
             }
-            HeaderValue::from_bytes(&out[..len])
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+            IpAddr::V6(v6) => {
+                let mut rest = &mut text[..];
+                // Cannot fail: IP_TEXT_MAX holds the longest form.
+                let _ = write!(rest, "{v6}");
+                IP_TEXT_MAX - rest.len()
+            }
+        };
+        ForwardedFor::Address { text, len }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match self {
+            ForwardedFor::Address { text, len } => &text[..*len],
+            ForwardedFor::List(list) => list,
         }
-        IpAddr::V6(_) => HeaderValue::from_str(&ip.to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
     }
 }
 
@@ -87,22 +113,38 @@ pub(crate) static VIA: HeaderValue = HeaderValue::from_static("1.1 photosrv");
 pub(crate) struct Forwarding<'r> {
     client_headers: &'r HeaderMap,
     dropped: Vec<HeaderName>,
-    forwarded_for: Option<HeaderValue>,
+    forwarded_for: ForwardedFor,
 }
 
 impl<'r> Forwarding<'r> {
-    /// X-Forwarded-For with `client_ip` appended, and the Connection-listed headers.
+    /// X-Forwarded-For with `client_ip` appended, and the Connection-listed headers: one
+    /// pass over the client's headers (cheaper than looking either up for the few headers
+    /// a request has).
     pub(crate) fn new(client_headers: &'r HeaderMap, client_ip: IpAddr) -> Forwarding<'r> {
-        let forwarded_for = match client_headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(previous) => HeaderValue::from_str(&format!("{previous}, {client_ip}")).ok(),
-            None => Some(ip_header_value(client_ip)),
+        let mut dropped = Vec::new();
+        let mut list = Vec::new();
+        for (name, value) in client_headers {
+            if name == header::CONNECTION {
+                dropped.extend(connection_listed(value));
+            } else if *name == X_FORWARDED_FOR {
+                // Several field lines are one list (RFC 9110 5.3), in the order sent.
+                if !list.is_empty() {
+                    list.extend_from_slice(b", ");
+                }
+                list.extend_from_slice(value.as_bytes());
+            }
+        }
+        let address = ForwardedFor::address(client_ip);
+        let forwarded_for = if list.is_empty() {
+            address
+        } else {
+            list.extend_from_slice(b", ");
+            list.extend_from_slice(address.as_bytes());
+            ForwardedFor::List(list)
         };
         Forwarding {
             client_headers,
-            dropped: connection_listed(client_headers),
+            dropped,
             forwarded_for,
         }
     }
@@ -118,13 +160,13 @@ impl<'r> Forwarding<'r> {
             let skip = HOP_BY_HOP.contains(name)
                 || name == header::HOST
                 || name == header::CONTENT_LENGTH
-                || name.as_str() == "x-forwarded-for"
+                || *name == X_FORWARDED_FOR
                 || self.dropped.contains(name);
             if !skip {
                 push_field(&mut head, name.as_str().as_bytes(), value.as_bytes());
             }
         }
-        end_head(&mut head, self.forwarded_for.as_ref());
+        end_head(&mut head, Some(self.forwarded_for.as_bytes()));
         Some(head)
     }
 }
@@ -147,9 +189,9 @@ pub(crate) fn start_head(method: &Method, target: &str, host: &HeaderValue) -> O
 }
 
 /// Ends a request head to a node: X-Forwarded-For (when there is one), Via, the empty line.
-pub(crate) fn end_head(head: &mut Vec<u8>, forwarded_for: Option<&HeaderValue>) {
+pub(crate) fn end_head(head: &mut Vec<u8>, forwarded_for: Option<&[u8]>) {
     if let Some(value) = forwarded_for {
-        push_field(head, b"x-forwarded-for", value.as_bytes());
+        push_field(head, b"x-forwarded-for", value);
     }
     push_field(head, b"via", VIA.as_bytes());
     head.extend_from_slice(b"\r\n");
@@ -310,7 +352,7 @@ impl Router {
             let Some(request) = probe_request(
                 &upstream_target(node, path_and_query),
                 &node.host_header,
-                forwarding.forwarded_for.as_ref(),
+                Some(forwarding.forwarded_for.as_bytes()),
             ) else {
                 continue;
             };
@@ -428,14 +470,18 @@ mod tests {
             "255.255.255.255",
             "1.100.99.9",
             "::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+            "2001:db8::8a2e:370:7334",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_header_value(ip).to_str().unwrap(), ip.to_string());
+            let text = ip.to_string();
+            assert_eq!(ForwardedFor::address(ip).as_bytes(), text.as_bytes());
         }
     }
 
     /// What a node receives: the client's end-to-end headers, its own Host, the client's
-    /// address appended to X-Forwarded-For, Via; no hop-by-hop header, none the client's
+    /// address appended to X-Forwarded-For (all of the client's field lines, in order),
+    /// Via; no hop-by-hop header, none the client's
     /// Connection header named, no Content-Length.
     #[test]
     fn request_heads_carry_end_to_end_headers_only() {
@@ -449,6 +495,7 @@ mod tests {
             ("content-length", "0"),
             ("x-forwarded-for", "10.0.0.1"),
             ("range", "bytes=0-1"),
+            ("x-forwarded-for", "10.0.0.2, 10.0.0.3"),
             ("if-none-match", "\"e\""),
         ] {
             client.append(name, HeaderValue::from_static(value));
@@ -483,7 +530,7 @@ mod tests {
             ("host", "node:8080"),
             ("range", "bytes=0-1"),
             ("if-none-match", "\"e\""),
-            ("x-forwarded-for", "10.0.0.1, 127.0.0.1"),
+            ("x-forwarded-for", "10.0.0.1, 10.0.0.2, 10.0.0.3, 127.0.0.1"),
             ("via", "1.1 photosrv"),
         ];
         assert_eq!(
