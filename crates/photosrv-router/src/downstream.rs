@@ -434,7 +434,7 @@ async fn relay_body(
     let Either::Left(upstream) = body else {
         return None;
     };
-    let rest = upstream.take_rest()?;
+    let mut rest = upstream.take_rest()?;
     let pipe = match rest.rules.relay {
         Relay::Splice => Pipe::take(rest.rules.chunk)
             .inspect_err(|error| tracing::debug!(%error, "no pipe to splice a body: copying it"))
@@ -444,8 +444,8 @@ async fn relay_body(
     if let Err(error) = write_all(stream, &mut [head, &rest.connection.buf], send_limit).await {
         return Some(Err(error));
     }
-    let from = &rest.connection.stream;
     let (length, chunk, node_idle) = (rest.unread(), rest.rules.chunk, rest.rules.idle);
+    let from = &mut rest.connection.stream;
     let relayed = match pipe {
         Some(pipe) => relay::splice(from, stream, pipe, length, node_idle, send_limit).await,
         None => relay::copy(from, stream, length, chunk, node_idle, send_limit).await,

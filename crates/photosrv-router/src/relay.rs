@@ -31,10 +31,13 @@ use crate::downstream::{stalled_client, write_all};
 use crate::h1::{cut_short, silent_node};
 use rustix::pipe::{self, PipeFlags, SpliceFlags};
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::pin::{pin, Pin};
+use std::task::Poll;
 use std::time::Duration;
-use tokio::io::Interest;
+use tokio::io::{AsyncReadExt as _, Interest};
 use tokio::net::TcpStream;
 
 /// How many emptied pipes, and copy buffers, a worker thread keeps for the next body, so a
@@ -96,7 +99,7 @@ pub(crate) enum Broken {
 /// time, each written as soon as it is read; waits at most `idle` for each piece from `from`
 /// and `send_limit` for room in `to`. Timers are armed only when a socket is not ready.
 pub(crate) async fn copy(
-    from: &TcpStream,
+    from: &mut TcpStream,
     to: &mut TcpStream,
     mut length: u64,
     chunk: usize,
@@ -109,18 +112,21 @@ pub(crate) async fn copy(
         .unwrap_or_else(|| vec![0; chunk]);
     while length > 0 {
         let want = usize::try_from(length).unwrap_or(usize::MAX).min(chunk);
-        let read = loop {
-            match from.try_read(&mut buffer[..want]) {
-                Ok(0) => return Err(Broken::Node(cut_short())),
-                Ok(read) => break read,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout(idle, from.readable()).await {
-                        Ok(ready) => ready.map_err(Broken::Node)?,
-                        Err(_) => return Err(Broken::Node(silent_node())),
-                    }
-                }
-                Err(error) => return Err(Broken::Node(error)),
-            }
+        // Through `AsyncRead`, not `try_read`: a read that fills less than the buffer
+        // leaves the socket not ready, so the next piece waits for the reactor instead of
+        // costing a read that finds nothing (about 22 per 4 MiB body).
+        let mut read = pin!(from.read(&mut buffer[..want]));
+        let read = match poll_once(read.as_mut()).await {
+            Some(read) => read,
+            None => match tokio::time::timeout(idle, read).await {
+                Ok(read) => read,
+                Err(_) => return Err(Broken::Node(silent_node())),
+            },
+        };
+        let read = match read {
+            Ok(0) => return Err(Broken::Node(cut_short())),
+            Ok(read) => read,
+            Err(error) => return Err(Broken::Node(error)),
         };
         length -= read as u64;
         write_all(to, &mut [&buffer[..read]], send_limit)
@@ -133,6 +139,15 @@ pub(crate) async fn copy(
         }
     });
     Ok(())
+}
+
+/// Polls `future` once: its output if it is ready, None (and its waker registered) if not.
+async fn poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match Pin::new(&mut future).poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 /// Moves exactly `length` bytes from `from` to `to` through `pipe`, waiting at most `idle`
@@ -204,7 +219,7 @@ async fn retry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     use tokio::net::TcpListener;
 
     const IDLE: Duration = Duration::from_secs(5);
@@ -234,7 +249,7 @@ mod tests {
 
     async fn relay(
         way: Way,
-        from: &TcpStream,
+        from: &mut TcpStream,
         to: &mut TcpStream,
         length: u64,
         idle: Duration,
@@ -250,7 +265,7 @@ mod tests {
     /// A node socket that sends `sent`, a client socket that reads everything; what the
     /// client got and what relaying `length` bytes returned.
     async fn through(sent: Vec<u8>, length: u64, way: Way) -> (Vec<u8>, Result<(), Broken>) {
-        let (mut node, from) = socket_pair().await;
+        let (mut node, mut from) = socket_pair().await;
         let (mut to, mut client) = socket_pair().await;
         let sender = tokio::spawn(async move {
             node.write_all(&sent).await.unwrap();
@@ -261,7 +276,7 @@ mod tests {
             client.read_to_end(&mut got).await.unwrap();
             got
         });
-        let result = relay(way, &from, &mut to, length, IDLE).await;
+        let result = relay(way, &mut from, &mut to, length, IDLE).await;
         drop(to);
         sender.await.unwrap();
         (reader.await.unwrap(), result)
@@ -310,13 +325,13 @@ mod tests {
     #[tokio::test]
     async fn a_client_that_goes_away_is_an_error() {
         for way in WAYS {
-            let (mut node, from) = socket_pair().await;
+            let (mut node, mut from) = socket_pair().await;
             let (mut to, client) = socket_pair().await;
             drop(client);
             let sender = tokio::spawn(async move {
                 let _ = node.write_all(&pattern(8 << 20)).await;
             });
-            let result = relay(way, &from, &mut to, 8 << 20, IDLE).await;
+            let result = relay(way, &mut from, &mut to, 8 << 20, IDLE).await;
             assert!(
                 matches!(result, Err(Broken::Client(_))),
                 "{way:?}: {result:?}"
@@ -329,7 +344,7 @@ mod tests {
     #[tokio::test]
     async fn a_node_silent_mid_body_is_an_error_after_the_idle_limit() {
         for way in WAYS {
-            let (mut node, from) = socket_pair().await;
+            let (mut node, mut from) = socket_pair().await;
             let (mut to, mut client) = socket_pair().await;
             node.write_all(&pattern(1000)).await.unwrap();
             let reader = tokio::spawn(async move {
@@ -339,7 +354,7 @@ mod tests {
             });
             let started = std::time::Instant::now();
             let idle = Duration::from_millis(200);
-            let result = relay(way, &from, &mut to, 2000, idle).await;
+            let result = relay(way, &mut from, &mut to, 2000, idle).await;
             assert!(
                 matches!(&result, Err(Broken::Node(e)) if e.kind() == io::ErrorKind::TimedOut),
                 "{way:?}: {result:?}"
