@@ -177,11 +177,27 @@ impl NginxNode {
 
     /// Stores `body` under `key` directly on disk (seeding, bypassing HTTP).
     pub fn seed(&self, key: &str, body: &[u8]) -> io::Result<()> {
+        self.seed_modified(key, body, std::time::SystemTime::now())
+    }
+
+    /// As [`seed`](Self::seed), with the file's modification time set to `modified`. nginx's
+    /// ETag is the modification second and the size, so replicas seeded with one time give
+    /// one ETag, as a conditional request to either replica needs.
+    pub fn seed_modified(
+        &self,
+        key: &str,
+        body: &[u8],
+        modified: std::time::SystemTime,
+    ) -> io::Result<()> {
         let path = self.root.join(key);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(path, body)
+        std::fs::write(&path, body)?;
+        std::fs::File::options()
+            .write(true)
+            .open(&path)?
+            .set_modified(modified)
     }
 
     /// The node's access log so far.
