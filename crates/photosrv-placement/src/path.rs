@@ -230,8 +230,7 @@ pub fn encode_path(key: &[u8], out: &mut String) {
             .iter()
             .position(|&b| !PLAIN[b as usize])
             .unwrap_or(rest.len());
-        // Plain bytes are ASCII, so the run is UTF-8.
-        out.push_str(std::str::from_utf8(&rest[..run]).unwrap_or_default());
+        out.push_str(std::str::from_utf8(&rest[..run]).expect("plain bytes are ASCII"));
         let Some(&byte) = rest.get(run) else { break };
         out.push('%');
         out.push(HEX[(byte >> 4) as usize] as char);

@@ -54,7 +54,7 @@ const IP_TEXT_MAX: usize = 45;
 
 /// The X-Forwarded-For value sent on: the client's own list, if it sent one, then its
 /// address. Kept inline when it is the address alone, as for most requests.
-pub(crate) enum ForwardedFor {
+enum ForwardedFor {
     Address { text: [u8; IP_TEXT_MAX], len: usize },
     List(Vec<u8>),
 }
@@ -97,7 +97,7 @@ impl ForwardedFor {
         ForwardedFor::Address { text, len }
     }
 
-    pub(crate) fn as_bytes(&self) -> &[u8] {
+    fn as_bytes(&self) -> &[u8] {
         match self {
             ForwardedFor::Address { text, len } => &text[..*len],
             ForwardedFor::List(list) => list,
