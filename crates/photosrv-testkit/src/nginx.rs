@@ -1,6 +1,6 @@
 //! Real nginx WebDAV storage nodes.
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -193,11 +193,9 @@ impl NginxNode {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&path, body)?;
-        std::fs::File::options()
-            .write(true)
-            .open(&path)?
-            .set_modified(modified)
+        let mut file = std::fs::File::create(&path)?;
+        file.write_all(body)?;
+        file.set_modified(modified)
     }
 
     /// The node's access log so far.
