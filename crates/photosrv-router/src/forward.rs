@@ -1,6 +1,6 @@
 //! Forwarding one request: replica order, multi-HEAD races, failover, header hygiene.
 
-use crate::h1::{push_field, NodeResponse, UpstreamBody};
+use crate::h1::{list_tokens, push_field, NodeResponse, UpstreamBody};
 use crate::node::Node;
 use crate::pool::UpstreamError;
 use crate::probe::probe_request;
@@ -36,17 +36,13 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The header names a Connection value lists, besides the usual keep-alive and close: also
 /// hop-by-hop.
+/// Read as bytes: a value with a byte that is not ASCII still names the others.
 fn connection_listed(value: &HeaderValue) -> impl Iterator<Item = HeaderName> + '_ {
-    value
-        .to_str()
-        .ok()
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
+    list_tokens(value.as_bytes())
         .filter(|name| {
-            !name.eq_ignore_ascii_case("keep-alive") && !name.eq_ignore_ascii_case("close")
+            !name.eq_ignore_ascii_case(b"keep-alive") && !name.eq_ignore_ascii_case(b"close")
         })
-        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .filter_map(|name| HeaderName::from_bytes(name).ok())
 }
 
 /// Longest text of an IP address (an IPv6 address with an IPv4 tail).
@@ -477,6 +473,28 @@ mod tests {
             let text = ip.to_string();
             assert_eq!(ForwardedFor::address(ip).as_bytes(), text.as_bytes());
         }
+    }
+
+    /// A Connection line with a byte that is not ASCII still drops the headers it names
+    /// (read as text, the whole line was ignored and they went to the node).
+    #[test]
+    fn connection_lines_name_hop_by_hop_headers_even_with_other_bytes() {
+        let mut client = HeaderMap::new();
+        client.append(
+            header::CONNECTION,
+            HeaderValue::from_bytes(b"X-Private, caf\xe9").unwrap(),
+        );
+        client.append("x-private", HeaderValue::from_static("1"));
+        client.append("x-public", HeaderValue::from_static("2"));
+        let forwarding = Forwarding::new(&client, "127.0.0.1".parse().unwrap());
+        let node = Node::new(
+            photosrv_config::NodeAddr::parse("http://node:8080").unwrap(),
+            Instant::now(),
+        );
+        let head = forwarding.request_head(&Method::GET, &node, "/a").unwrap();
+        let head = String::from_utf8_lossy(&head);
+        assert!(!head.contains("x-private"), "{head}");
+        assert!(head.contains("\r\nx-public: 2\r\n"), "{head}");
     }
 
     /// What a node receives: the client's end-to-end headers, its own Host, the client's
