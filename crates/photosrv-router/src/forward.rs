@@ -122,8 +122,9 @@ impl<'r> Forwarding<'r> {
         for (name, value) in client_headers {
             if name == header::CONNECTION {
                 dropped.extend(connection_listed(value));
-            } else if *name == X_FORWARDED_FOR {
-                // Several field lines are one list (RFC 9110 5.3), in the order sent.
+            } else if *name == X_FORWARDED_FOR && !value.is_empty() {
+                // Several field lines are one list (RFC 9110 5.3), in the order sent; an
+                // empty line adds nothing to it, not an empty element.
                 if !list.is_empty() {
                     list.extend_from_slice(b", ");
                 }
@@ -476,9 +477,10 @@ mod tests {
     }
 
     /// A Connection line with a byte that is not ASCII still drops the headers it names
-    /// (read as text, the whole line was ignored and they went to the node).
+    /// (read as text, the whole line was ignored and they went to the node); empty
+    /// X-Forwarded-For lines add nothing.
     #[test]
-    fn connection_lines_name_hop_by_hop_headers_even_with_other_bytes() {
+    fn odd_connection_and_forwarded_for_lines() {
         let mut client = HeaderMap::new();
         client.append(
             header::CONNECTION,
@@ -486,6 +488,9 @@ mod tests {
         );
         client.append("x-private", HeaderValue::from_static("1"));
         client.append("x-public", HeaderValue::from_static("2"));
+        for value in ["", "10.0.0.1", ""] {
+            client.append("x-forwarded-for", HeaderValue::from_static(value));
+        }
         let forwarding = Forwarding::new(&client, "127.0.0.1".parse().unwrap());
         let node = Node::new(
             photosrv_config::NodeAddr::parse("http://node:8080").unwrap(),
@@ -495,6 +500,12 @@ mod tests {
         let head = String::from_utf8_lossy(&head);
         assert!(!head.contains("x-private"), "{head}");
         assert!(head.contains("\r\nx-public: 2\r\n"), "{head}");
+        // Empty X-Forwarded-For lines add no empty element (found by the client_head fuzz
+        // target: the first such line gave ", 127.0.0.1" or a later one "a, , 127.0.0.1").
+        assert!(
+            head.contains("\r\nx-forwarded-for: 10.0.0.1, 127.0.0.1\r\n"),
+            "{head}"
+        );
     }
 
     /// What a node receives: the client's end-to-end headers, its own Host, the client's
