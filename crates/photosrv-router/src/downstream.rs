@@ -68,6 +68,13 @@ pub(crate) struct RequestHead {
     has_body: bool,
 }
 
+impl RequestHead {
+    /// The request, its body aside.
+    pub(crate) fn request(&self) -> &Request<()> {
+        &self.request
+    }
+}
+
 /// Why a request head was refused: the status to answer with before closing.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Refused(pub(crate) StatusCode);

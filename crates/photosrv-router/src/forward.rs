@@ -151,7 +151,12 @@ impl<'r> Forwarding<'r> {
     /// ones, Host, Content-Length and X-Forwarded-For; then X-Forwarded-For and Via. None
     /// when `target` cannot go on a request line (see [`start_head`]). (Header names and
     /// values came through hyper's parser and `http`'s checks: no CR, LF or NUL.)
-    fn request_head(&self, method: &Method, node: &Node, target: &str) -> Option<Vec<u8>> {
+    pub(crate) fn request_head(
+        &self,
+        method: &Method,
+        node: &Node,
+        target: &str,
+    ) -> Option<Vec<u8>> {
         let mut head = start_head(method, target, &node.host_header)?;
         for (name, value) in self.client_headers {
             let skip = HOP_BY_HOP.contains(name)
