@@ -525,6 +525,70 @@ async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
     }
 }
 
+/// A node that cuts a small body short (half of 4 KiB, then it closes): the body is read with
+/// its head, so the attempt fails before any byte reaches the client and the other replica
+/// answers with the whole object; however bodies are relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_body_cut_short_goes_to_the_next_replica() {
+    let (good, object) = node_serving_pattern(4096).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cutter = listener.local_addr().unwrap();
+    let cuts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = cuts.clone();
+    let half = [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 4096\r\n\r\n".as_slice(),
+        &object[..2048],
+    ]
+    .concat();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let half = half.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(&half).await;
+            });
+        }
+    });
+    let config = one_node(&format!("http://{cutter} http://{}", good.addr));
+    for relay in RELAYS {
+        let router = RouterBuilder::new(config.clone())
+            .settings(|s| relay_by(relay, s))
+            .start()
+            .await
+            .unwrap();
+        let cut_before = cuts.load(std::sync::atomic::Ordering::SeqCst);
+        for i in 0..16 {
+            let mut stream = TcpStream::connect(router.addr).await.unwrap();
+            let request = format!("GET /o{i}.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut got = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got))
+                .await
+                .expect("the router answered")
+                .unwrap();
+            let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            assert!(got.starts_with(b"HTTP/1.1 200"), "{relay} {i}");
+            assert!(
+                got[end..] == object[..],
+                "{relay} {i}: {} body bytes",
+                got.len() - end
+            );
+        }
+        assert!(
+            cuts.load(std::sync::atomic::Ordering::SeqCst) > cut_before,
+            "{relay}: the cutting node was never tried"
+        );
+    }
+}
+
 /// A client that takes no bytes of a response for `send_timeout` has its connection closed:
 /// it cannot hold the router's side and the node's connection forever. When it reads again it
 /// finds what was in the sockets' buffers and the end, not the whole object; however it is
