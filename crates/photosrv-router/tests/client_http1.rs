@@ -9,6 +9,8 @@ use http_body_util::{BodyExt as _, Empty};
 use photosrv_config::Settings;
 use photosrv_testkit::{RouterBuilder, RouterHandle};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::Cluster;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -140,6 +142,19 @@ async fn http10_clients_get_keep_alive_only_when_they_ask() {
     }
 }
 
+/// A request head read off `stream` (and whatever came with it); None once it closes.
+async fn read_request_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 4096];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(seen)
+}
+
 /// A node that answers every request with `answer`, keeping the connection.
 async fn scripted_node(answer: &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -147,16 +162,7 @@ async fn scripted_node(answer: &'static [u8]) -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                loop {
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => seen.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    seen.clear();
+                while read_request_head(&mut stream).await.is_some() {
                     if stream.write_all(answer).await.is_err() {
                         return;
                     }
@@ -479,14 +485,9 @@ async fn a_body_cut_short_by_its_node_ends_the_client_connection() {
         while let Ok((mut stream, _)) = listener.accept().await {
             let answer = answer.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(seen) = read_request_head(&mut stream).await else {
+                    return;
+                };
                 let _ = stream.write_all(&answer).await;
                 if seen.starts_with(b"GET /silent") {
                     // Holds the connection open, sending nothing more, past the test's end.
@@ -533,7 +534,7 @@ async fn a_small_body_cut_short_goes_to_the_next_replica() {
     let (good, object) = node_serving_pattern(4096).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cutter = listener.local_addr().unwrap();
-    let cuts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cuts = Arc::new(AtomicUsize::new(0));
     let counted = cuts.clone();
     let half = [
         b"HTTP/1.1 200 OK\r\ncontent-length: 4096\r\n\r\n".as_slice(),
@@ -542,18 +543,12 @@ async fn a_small_body_cut_short_goes_to_the_next_replica() {
     .concat();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            counted.fetch_add(1, Ordering::SeqCst);
             let half = half.clone();
             tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let mut seen = Vec::new();
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
+                if read_request_head(&mut stream).await.is_some() {
+                    let _ = stream.write_all(&half).await;
                 }
-                let _ = stream.write_all(&half).await;
             });
         }
     });
@@ -564,7 +559,7 @@ async fn a_small_body_cut_short_goes_to_the_next_replica() {
             .start()
             .await
             .unwrap();
-        let cut_before = cuts.load(std::sync::atomic::Ordering::SeqCst);
+        let cut_before = cuts.load(Ordering::SeqCst);
         for i in 0..16 {
             let mut stream = TcpStream::connect(router.addr).await.unwrap();
             let request = format!("GET /o{i}.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -583,7 +578,7 @@ async fn a_small_body_cut_short_goes_to_the_next_replica() {
             );
         }
         assert!(
-            cuts.load(std::sync::atomic::Ordering::SeqCst) > cut_before,
+            cuts.load(Ordering::SeqCst) > cut_before,
             "{relay}: the cutting node was never tried"
         );
     }
