@@ -35,8 +35,8 @@ pub(crate) const HOP_BY_HOP: [HeaderName; 7] = [
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The header names a Connection value lists, besides the usual keep-alive and close: also
-/// hop-by-hop.
-/// Read as bytes: a value with a byte that is not ASCII still names the others.
+/// hop-by-hop. Read as bytes, so that a byte that is not ASCII in one token does not hide the
+/// names in the others.
 fn connection_listed(value: &HeaderValue) -> impl Iterator<Item = HeaderName> + '_ {
     list_tokens(value.as_bytes())
         .filter(|name| {
