@@ -126,7 +126,8 @@ pub const FAILURE_KINDS: [&str; 3] = ["connect", "timeout", "status_5xx"];
 pub struct Metrics {
     /// `photosrv_requests_total{method,status,shard}`: logical client requests.
     pub requests: Family<RequestLabels, Counter>,
-    /// `photosrv_upstream_latency_seconds{node}`: request sent to response headers.
+    /// `photosrv_upstream_latency_seconds{node}`: request sent to response headers (with a
+    /// body of at most 8 KiB, which is read with them).
     pub upstream_latency: Family<NodeLabels, Histogram>,
     /// `photosrv_upstream_failures_total{node,kind}`.
     pub upstream_failures: Family<FailureLabels, Counter>,
@@ -200,7 +201,7 @@ impl Metrics {
         );
         r.register(
             "upstream_latency_seconds",
-            "Time from sending a request to a node to its response headers",
+            "Time from sending a request to a node to its response headers (and a body of at most 8 KiB, read with them)",
             m.upstream_latency.clone(),
         );
         r.register(

@@ -25,7 +25,8 @@ pub struct RouterOptions {
     pub head_timeout: Duration,
     /// TCP connect timeout to a node.
     pub connect_timeout: Duration,
-    /// Time from sending a request to a node to its response headers.
+    /// Time from sending a request to a node to its response headers (and a body of at
+    /// most 8 KiB, read with them); also the longest a node may go silent mid-body.
     pub upstream_timeout: Duration,
     /// Time a client has to send its request head (also the keep-alive idle limit).
     pub header_read_timeout: Duration,
