@@ -132,3 +132,54 @@ fn build_ring<S: AsRef<str>>(shard_names: &[S]) -> Vec<(u32, u32)> {
     }
     ring
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_go_by_their_config_names() {
+        for (kind, name) in [(ChooserKind::Jump, "jump"), (ChooserKind::Chash, "chash")] {
+            assert_eq!(kind.name(), name);
+            assert_eq!(kind.to_string(), name);
+            assert_eq!(name.parse::<ChooserKind>(), Ok(kind));
+        }
+        assert_eq!(
+            "Jump".parse::<ChooserKind>(),
+            Err(UnknownChooser("Jump".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_chooser_tells_its_kind_and_size() {
+        for kind in [ChooserKind::Jump, ChooserKind::Chash] {
+            let chooser = Chooser::new(kind, &["a", "b", "c"]);
+            assert_eq!(chooser.kind(), kind);
+            assert_eq!(chooser.buckets(), 3);
+        }
+    }
+
+    #[test]
+    fn a_key_on_a_ring_point_goes_to_the_shard_of_that_point() {
+        // Go takes the first point at or after the key's hash; a key spelled like a point's
+        // label has exactly that point's hash.
+        let names = ["alpha", "beta", "gamma"];
+        let chooser = Chooser::new(ChooserKind::Chash, &names);
+        for (bucket, name) in names.iter().enumerate() {
+            for i in 0..CHASH_POINTS_PER_SHARD {
+                assert_eq!(chooser.choose(format!("{i}{name}").as_bytes()), bucket);
+            }
+        }
+    }
+
+    #[test]
+    fn of_two_points_with_one_hash_the_shard_added_later_owns_it() {
+        // Go's ring is a map from point to shard, written in shard order.
+        assert_eq!(leveldb_hash(b"63shard5"), leveldb_hash(b"55shard235"));
+        for names in [["shard5", "shard235"], ["shard235", "shard5"]] {
+            let chooser = Chooser::new(ChooserKind::Chash, &names);
+            assert_eq!(chooser.choose(b"63shard5"), 1, "{names:?}");
+            assert_eq!(chooser.choose(b"55shard235"), 1, "{names:?}");
+        }
+    }
+}
