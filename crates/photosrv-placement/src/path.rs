@@ -290,6 +290,42 @@ mod tests {
         assert_eq!(rewriter.rewrite(b"/a/x".to_vec()), b"/b/x");
         assert_eq!(rewriter.rewrite(b"/z".to_vec()), b"/z");
         assert_eq!(routing_key(b"/a/x", &rewriter).unwrap(), b"b/x");
+        let froms: Vec<&str> = rewriter.rules().iter().map(|r| r.from.as_str()).collect();
+        assert_eq!(froms, ["/a/foo", "/a/", "/b/"]);
+    }
+
+    #[test]
+    fn a_rewrite_may_leave_a_one_byte_key_but_not_an_empty_one() {
+        let rewriter = Rewriter::new(vec![
+            RewriteRule {
+                from: "/long/name".into(),
+                to: "/k".into(),
+            },
+            RewriteRule {
+                from: "/gone/".into(),
+                to: "/".into(),
+            },
+            RewriteRule {
+                from: "/void".into(),
+                to: "".into(),
+            },
+        ]);
+        assert_eq!(routing_key(b"/long/name", &rewriter), Ok(b"k".to_vec()));
+        assert_eq!(routing_key(b"/gone/", &rewriter), Err(PathError::Empty));
+        assert_eq!(routing_key(b"/void", &rewriter), Err(PathError::Empty));
+    }
+
+    #[test]
+    fn malformed_paths_are_400_and_unservable_ones_404() {
+        for (error, status) in [
+            (PathError::BadEncoding, 400),
+            (PathError::Nul, 400),
+            (PathError::NotAbsolute, 400),
+            (PathError::DotSegment, 404),
+            (PathError::Empty, 404),
+        ] {
+            assert_eq!(error.status(), status, "{error:?}");
+        }
     }
 
     /// fuzz/artifacts/path/crash-5ea697b9: rule `/` -> `//50`, target `/@`.
