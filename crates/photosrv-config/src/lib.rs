@@ -15,6 +15,7 @@
 //! assert_eq!(err.to_string(), "bad.cfg:4:1: shard name \"shardx\" must be shard<N>, such as shard1");
 //! ```
 
+mod authority;
 mod diagnostic;
 mod model;
 mod roster;

@@ -1,5 +1,6 @@
 //! Syntax tree -> validated, typed config.
 
+use crate::authority::{self, AuthorityError};
 use crate::diagnostic::{ConfigError, Diagnostic};
 use crate::settings::Settings;
 use crate::syntax::{self, Block, Document, Entry, Item, Pos, Sources};
@@ -99,27 +100,19 @@ impl NodeAddr {
                 "node {url:?} has user info, which is not supported"
             ));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-                if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(format!(
-                        "node {url:?} has port {port:?}: expected a number from 1 to 65535"
-                    ));
-                }
-                match port.parse::<u16>() {
-                    Ok(p) if p > 0 => (host, p),
-                    _ => {
-                        return Err(format!(
-                            "node {url:?} has port {port}: expected a number from 1 to 65535"
-                        ))
-                    }
-                }
+        let (host, port) = authority::split(authority).map_err(|error| match error {
+            AuthorityError::EmptyHost => format!("node {url:?} has no host: {expected}"),
+            AuthorityError::BadPort(port)
+                if port.bytes().all(|b| b.is_ascii_digit()) && !port.is_empty() =>
+            {
+                format!("node {url:?} has port {port}: expected a number from 1 to 65535")
             }
-            _ => (authority, if tls { 443 } else { 80 }),
-        };
-        if host.is_empty() {
-            return Err(format!("node {url:?} has no host: {expected}"));
-        }
+            AuthorityError::BadPort(port) => {
+                format!("node {url:?} has port {port:?}: expected a number from 1 to 65535")
+            }
+            other => format!("node {url:?}: {other}"),
+        })?;
+        let port = port.unwrap_or(if tls { 443 } else { 80 });
         Ok(NodeAddr {
             url: url.to_owned(),
             tls,

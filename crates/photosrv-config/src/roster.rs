@@ -7,6 +7,7 @@
 //! `# 1.2.3.4 host1` mark `1.2.3.4` live), and a line that is not `NAME HOST:PORT` is an
 //! error that keeps the last good roster, not a line silently skipped.
 
+use crate::authority;
 use crate::diagnostic::{ConfigError, Diagnostic};
 use std::collections::HashSet;
 use std::path::Path;
@@ -94,18 +95,8 @@ fn check_authority(host: &str) -> Result<(), String> {
     if host.contains(['/', '@', '?', '#']) || host.chars().any(|c| c.is_control()) {
         return bad("only a host and a port may be given");
     }
-    if let Some((name, port)) = host.rsplit_once(':') {
-        if name.is_empty() {
-            return bad("the host is empty");
-        }
-        if !name.ends_with(']') && name.contains(':') && !name.starts_with('[') {
-            return bad("an IPv6 address must be in brackets");
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
-            _ => bad("the port must be a number from 1 to 65535"),
-        }
-    } else {
-        Ok(())
+    match authority::split(host) {
+        Ok(_) => Ok(()),
+        Err(error) => bad(&error.to_string()),
     }
 }
