@@ -99,3 +99,16 @@ fn render_all(all: &[Diagnostic]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_points_a_caret_at_the_column_keeping_tabs() {
+        let d = Diagnostic::new(Path::new("p.cfg"), 2, 6, "bad").with_source_line("\tab cd\r\n");
+        assert_eq!(d.render(), "p.cfg:2:6: bad\n    | \tab cd\n    | \t    ^");
+        let bare = Diagnostic::new(Path::new("p.cfg"), 1, 1, "bad");
+        assert_eq!(bare.render(), "p.cfg:1:1: bad");
+    }
+}

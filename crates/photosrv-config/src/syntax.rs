@@ -634,6 +634,30 @@ mod tests {
     }
 
     #[test]
+    fn quotes_escapes_and_heredocs_keep_their_text_and_places() {
+        let doc = parse("q \"p \\\" # r\" # note\nh <<EOT\n\nsecond\nEOT\n").unwrap();
+        let values: Vec<&Value> = doc
+            .items
+            .iter()
+            .map(|i| match i {
+                Item::Entry(e) => &e.value,
+                Item::Block(_) => unreachable!(),
+            })
+            .collect();
+        // An escaped quote does not end the value, and a comment may follow it.
+        assert_eq!(values[0].text, "p \" # r");
+        assert_eq!((values[0].pos().line, values[0].pos().col), (1, 4));
+        // A heredoc may start with an empty line; its lines keep their own numbers.
+        assert_eq!(values[1].text, "\nsecond");
+        assert_eq!((values[1].pos().line, values[1].pos().col), (3, 1));
+        let words = values[1].words();
+        assert_eq!(
+            (words[0].0, words[0].1.line, words[0].1.col),
+            ("second", 4, 1)
+        );
+    }
+
+    #[test]
     fn errors_point_at_the_place() {
         assert_eq!(
             first_error("<a>\n</b>\n"),
@@ -682,9 +706,27 @@ mod tests {
             panic!()
         };
         assert_eq!((x.key.as_str(), x.pos.file), ("x", 1));
+        let paths: Vec<&Path> = doc.sources.paths().collect();
+        assert_eq!(
+            paths,
+            [dir.path().join("main.cfg"), dir.path().join("inner.cfg")]
+        );
+        let texts: Vec<&str> = doc.sources.texts().collect();
+        assert_eq!(texts, ["<a>\ninclude inner.cfg\n</a>\n", "x 1\n"]);
         std::fs::write(dir.path().join("loop.cfg"), "include loop.cfg\n").unwrap();
         let err = parse_file(&dir.path().join("loop.cfg")).unwrap_err();
         assert!(err.to_string().contains("includes itself"), "{err}");
+        // A chain of distinct files deeper than the limit.
+        for depth in 0..=MAX_INCLUDE_DEPTH {
+            let next = format!("include deep{}.cfg\n", depth + 1);
+            std::fs::write(dir.path().join(format!("deep{depth}.cfg")), next).unwrap();
+        }
+        let err = parse_file(&dir.path().join("deep0.cfg")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("includes nest deeper than {MAX_INCLUDE_DEPTH}")),
+            "{err}"
+        );
     }
 
     #[test]

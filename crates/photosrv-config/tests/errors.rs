@@ -124,3 +124,47 @@ fn settings_are_read() {
         Path::new("/etc/photosrv/roster")
     );
 }
+
+#[test]
+fn misplaced_and_repeated_blocks_and_nodes() {
+    assert_eq!(
+        errors("<photosrv>\n<shards>\nshard1 http://a\n</shards>\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n"),
+        ["p.cfg:2:1: <shards> must be inside a datacenter block, such as <dc1><shards>...</shards></dc1>"]
+    );
+    let dc1 = "<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n";
+    assert_eq!(
+        errors(&format!("<photosrv>\n{dc1}{dc1}</photosrv>\n")),
+        ["p.cfg:7:1: datacenter <dc1> defined twice (first at line 2)"]
+    );
+    assert_eq!(
+        errors(&wrap("shard1 http://a:1 http://b:1 http://a:1\n")),
+        ["p.cfg:4:30: node http://a:1 is listed twice in shard1"]
+    );
+}
+
+#[test]
+fn several_datacenters_need_a_choice() {
+    let text = "<photosrv>\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n<DC2>\n<shards>\nshard1 http://b\n</shards>\n</DC2>\n</photosrv>\n";
+    let config = Config::parse(Path::new("p.cfg"), text.as_bytes()).unwrap();
+    assert_eq!(
+        config.select(None).unwrap_err(),
+        "the config has several datacenters (dc1, dc2): choose one with --dc or the `dc` setting"
+    );
+    assert_eq!(config.select(Some("Dc2")).unwrap().primary.name, "dc2");
+}
+
+#[test]
+fn blocks_where_none_belongs_are_warnings() {
+    let text = "<other>\n</other>\n<photosrv>\n<dc1>\n<weights>\n</weights>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n<prefix_rewrite>\n/a/ /b/ /c/\n</prefix_rewrite>\n</photosrv>\n";
+    let config = Config::parse(Path::new("p.cfg"), text.as_bytes()).unwrap();
+    let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "p.cfg:1:1: block <other> outside <photosrv>: ignored",
+            "p.cfg:5:1: unknown block <weights> in datacenter <dc1>: ignored",
+            "p.cfg:12:1: rewrite /a/ -> /b/ /c/ ignored: the replacement must be one path",
+        ]
+    );
+    assert_eq!(config.primary.datacenters[0].shards.len(), 1);
+}
