@@ -34,14 +34,14 @@ pub(crate) const HOP_BY_HOP: [HeaderName; 7] = [
 /// X-Forwarded-For, which the router writes itself (the client's values, then its address).
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
-/// The header names a Connection value lists, besides the usual keep-alive and close: also
-/// hop-by-hop. Read as bytes, so that a byte that is not ASCII in one token does not hide the
-/// names in the others.
+/// The header names a Connection value lists: also hop-by-hop. RFC 9110 7.6.1 makes no
+/// exception, so `Connection: close` drops a field named Close too (a name IANA reserves for
+/// that reason). Read as bytes, so that a byte that is not ASCII in one token does not hide
+/// the names in the others.
 fn connection_listed(value: &HeaderValue) -> impl Iterator<Item = HeaderName> + '_ {
     list_tokens(value.as_bytes())
-        .filter(|name| {
-            !name.eq_ignore_ascii_case(b"keep-alive") && !name.eq_ignore_ascii_case(b"close")
-        })
+        // A field named Keep-Alive is hop-by-hop anyway: no name to make for it.
+        .filter(|name| !name.eq_ignore_ascii_case(b"keep-alive"))
         .filter_map(|name| HeaderName::from_bytes(name).ok())
 }
 
@@ -491,8 +491,10 @@ mod tests {
             header::CONNECTION,
             HeaderValue::from_bytes(b"X-Private, caf\xe9").unwrap(),
         );
+        client.append(header::CONNECTION, HeaderValue::from_static("close"));
         client.append("x-private", HeaderValue::from_static("1"));
         client.append("x-public", HeaderValue::from_static("2"));
+        client.append("close", HeaderValue::from_static("3"));
         for value in ["", "10.0.0.1", ""] {
             client.append("x-forwarded-for", HeaderValue::from_static(value));
         }
@@ -504,6 +506,7 @@ mod tests {
         let head = forwarding.request_head(&Method::GET, &node, "/a").unwrap();
         let head = String::from_utf8_lossy(&head);
         assert!(!head.contains("x-private"), "{head}");
+        assert!(!head.contains("close"), "{head}");
         assert!(head.contains("\r\nx-public: 2\r\n"), "{head}");
         // Empty X-Forwarded-For lines add no empty element (found by the client_head fuzz
         // target: the first such line gave ", 127.0.0.1" or a later one "a, , 127.0.0.1").

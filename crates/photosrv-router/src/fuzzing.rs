@@ -48,14 +48,13 @@ pub fn client_request_heads(data: &[u8], piece: usize) -> usize {
 /// `forward.rs`.
 fn check_node_request(request: &Request<()>) {
     let client = headers_of(request);
-    // Connection's options, less keep-alive and close (options only, never header names).
+    // Every option Connection lists, keep-alive and close too (RFC 9110 7.6.1).
     let named_by_connection: Vec<Vec<u8>> = request
         .headers()
         .get_all(http::header::CONNECTION)
         .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .map(|token| token.trim_ascii().to_ascii_lowercase())
-        .filter(|token| token != b"keep-alive" && token != b"close")
         .collect();
     let skipped = |name: &str| {
         forward::HOP_BY_HOP.iter().any(|hop| hop.as_str() == name)

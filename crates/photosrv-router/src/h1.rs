@@ -204,12 +204,13 @@ pub(crate) fn parse_head(
             chunked = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in list_tokens(value) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                if token.eq_ignore_ascii_case(b"keep-alive") {
+                    // A field of that name is hop-by-hop anyway.
                     keep_alive = true;
                 } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"content-length") {
+                    // Every other option names a field to drop, close too (RFC 9110 7.6.1);
                     // Content-Length frames the body the client gets: never dropped.
+                    close |= token.eq_ignore_ascii_case(b"close");
                     listed.push(token);
                 }
             }
@@ -987,6 +988,16 @@ mod tests {
         let response = node_response(&raw);
         assert_eq!(response.content_length(), Some(2));
         assert_eq!(response.into_response().headers()["content-length"], "2");
+        // Every option names a field to drop, close too (RFC 9110 7.6.1); the connection
+        // still closes.
+        let raw = Bytes::from_static(
+            b"HTTP/1.1 200 OK\r\nClose: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(!head(&raw, false).unwrap().keep_alive);
+        let response = node_response(&raw);
+        let mut written = Vec::new();
+        response.write_fields(&mut written);
+        assert_eq!(written, b"Content-Length: 0\r\n");
     }
 
     /// The head goes to clients as the node wrote it: it must not carry a CR, LF or other
