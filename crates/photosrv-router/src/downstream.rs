@@ -683,6 +683,25 @@ mod tests {
         }
     }
 
+    /// The length check on an incomplete head is all that bounds a connection's buffer
+    /// until the header timeout.
+    #[test]
+    fn a_head_that_never_ends_is_refused_once_it_is_too_long() {
+        let endless = format!("GET /a HTTP/1.1\r\nX: {}", "a".repeat(2 * LIMIT));
+        let (parsed, refused) = parse_in_pieces(endless.as_bytes(), &[1000]);
+        assert!(parsed.is_empty());
+        assert_eq!(refused, Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        // An incomplete head of LIMIT bytes can only end longer than LIMIT; one byte less
+        // may still end at LIMIT.
+        let mut buf = BytesMut::from(&endless.as_bytes()[..LIMIT]);
+        let refused = parse_head(&mut buf, LIMIT)
+            .err()
+            .map(|Refused(status)| status);
+        assert_eq!(refused, Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        let mut buf = BytesMut::from(&endless.as_bytes()[..LIMIT - 1]);
+        assert!(matches!(parse_head(&mut buf, LIMIT), Ok(None)));
+    }
+
     proptest! {
         /// Pipelined requests come out the same, one by one and in order, however the
         /// reads cut them.
