@@ -10,6 +10,13 @@ fn errors(text: &str) -> Vec<String> {
     }
 }
 
+/// A config that loads, and its warnings.
+fn with_warnings(text: &str) -> (Config, Vec<String>) {
+    let config = Config::parse(Path::new("p.cfg"), text.as_bytes()).unwrap();
+    let warnings = config.warnings.iter().map(|w| w.to_string()).collect();
+    (config, warnings)
+}
+
 fn wrap(shards: &str) -> String {
     format!("<photosrv>\n<dc1>\n<shards>\n{shards}</shards>\n</dc1>\n</photosrv>\n")
 }
@@ -82,8 +89,7 @@ fn every_error_is_reported_not_just_the_first() {
 #[test]
 fn unknown_keys_are_warnings_and_rewrites_are_validated() {
     let text = "<photosrv>\nfrobnicate yes\n<prefix_rewrite>\n/Images/Old/ /images/new/\nnoslash /x\n/a/ /b\n/dup /x\n/dup /y\n/v/ //w/\n</prefix_rewrite>\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n";
-    let config = Config::parse(Path::new("p.cfg"), text.as_bytes()).unwrap();
-    let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    let (config, warnings) = with_warnings(text);
     assert_eq!(
         warnings,
         [
@@ -156,8 +162,7 @@ fn several_datacenters_need_a_choice() {
 #[test]
 fn blocks_where_none_belongs_are_warnings() {
     let text = "<other>\n</other>\n<photosrv>\n<dc1>\n<weights>\n</weights>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n<prefix_rewrite>\n/a/ /b/ /c/\n</prefix_rewrite>\n</photosrv>\n";
-    let config = Config::parse(Path::new("p.cfg"), text.as_bytes()).unwrap();
-    let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+    let (config, warnings) = with_warnings(text);
     assert_eq!(
         warnings,
         [

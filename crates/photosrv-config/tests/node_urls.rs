@@ -2,46 +2,34 @@
 
 use photosrv_config::NodeAddr;
 
-fn parts(url: &str) -> (bool, String, String, u16, String) {
-    let node = NodeAddr::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
-    assert_eq!(node.url, url);
-    (
-        node.tls,
-        node.authority,
-        node.host,
-        node.port,
-        node.base_path,
-    )
-}
-
 #[test]
 fn each_part_of_a_node_url() {
-    let s = String::from;
-    assert_eq!(
-        parts("http://node1:9001"),
-        (false, s("node1:9001"), s("node1"), 9001, s(""))
-    );
-    assert_eq!(
-        parts("http://node1"),
-        (false, s("node1"), s("node1"), 80, s(""))
-    );
-    assert_eq!(
-        parts("HTTPS://Node1"),
-        (true, s("Node1"), s("Node1"), 443, s(""))
-    );
-    assert_eq!(
-        parts("https://n:8443/base/"),
-        (true, s("n:8443"), s("n"), 8443, s("/base"))
-    );
-    assert_eq!(
-        parts("http://[::1]:1"),
-        (false, s("[::1]:1"), s("[::1]"), 1, s(""))
-    );
-    // An IPv6 address without a port (refused until the thirteenth session).
-    assert_eq!(
-        parts("http://[::1]"),
-        (false, s("[::1]"), s("[::1]"), 80, s(""))
-    );
+    // URL, https, authority, host, port, base path.
+    for (url, tls, authority, host, port, base_path) in [
+        ("http://node1:9001", false, "node1:9001", "node1", 9001, ""),
+        ("http://node1", false, "node1", "node1", 80, ""),
+        ("HTTPS://Node1", true, "Node1", "Node1", 443, ""),
+        ("https://n:8443/base/", true, "n:8443", "n", 8443, "/base"),
+        ("http://[::1]:1", false, "[::1]:1", "[::1]", 1, ""),
+        // An IPv6 address without a port (refused until the thirteenth session).
+        ("http://[::1]", false, "[::1]", "[::1]", 80, ""),
+    ] {
+        let node = NodeAddr::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(
+            (
+                node.url.as_str(),
+                node.tls,
+                node.authority.as_str(),
+                node.host.as_str()
+            ),
+            (url, tls, authority, host)
+        );
+        assert_eq!(
+            (node.port, node.base_path.as_str()),
+            (port, base_path),
+            "{url}"
+        );
+    }
 }
 
 #[test]
