@@ -485,7 +485,6 @@ impl Client {
         let mut pending = FuturesUnordered::new();
         let mut next = 0;
         let mut errors = Vec::new();
-        let mut not_found = 0;
         let launch = |node: String| {
             let url = Client::url(&node, key);
             let request = self.inner.http.get(&url).send();
@@ -504,7 +503,7 @@ impl Client {
                 Some((url, result)) = pending.next() => {
                     match result {
                         Ok(r) if r.status().is_success() => return Ok(r),
-                        Ok(r) if r.status() == 404 => not_found += 1,
+                        Ok(r) if r.status() == 404 => {}
                         Ok(r) => errors.push(Error::Status { url, status: r.status().as_u16() }),
                         Err(e) => errors.push(transport(&url, e)),
                     }
@@ -521,7 +520,8 @@ impl Client {
                 }
             }
         }
-        if not_found == total || errors.is_empty() {
+        // Every replica answered: 404s alone mean the key is on none of them.
+        if errors.is_empty() {
             Err(Error::NotFound {
                 key: key.to_owned(),
             })
