@@ -1,7 +1,7 @@
 //! What the client says when nodes fail: which kind of failure, where, and that an answer
 //! it did not expect is never taken for success or for a missing key.
 
-use photosrv_client::Client;
+use photosrv_client::{Client, Error};
 use photosrv_config::Config;
 use photosrv_testkit::{Fault, FaultyNode};
 use std::path::Path;
@@ -11,14 +11,18 @@ fn url(node: &FaultyNode) -> String {
     format!("http://{}", node.addr)
 }
 
-/// A client over one shard of `nodes`, giving up on a request after 300 ms.
-fn client(nodes: &[String]) -> Client {
+/// A config of one shard of `nodes`.
+fn config(nodes: &[String]) -> Config {
     let text = format!(
         "<photosrv>\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
         nodes.join(" ")
     );
-    let config = Config::parse(Path::new("t.cfg"), text.as_bytes()).unwrap();
-    Client::builder(config)
+    Config::parse(Path::new("t.cfg"), text.as_bytes()).unwrap()
+}
+
+/// A client over one shard of `nodes`, giving up on a request after 300 ms.
+fn client(nodes: &[String]) -> Client {
+    Client::builder(config(nodes))
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap()
@@ -51,8 +55,16 @@ async fn a_get_that_fails_everywhere_says_how_and_where() {
         .await
         .unwrap_err();
     assert!(err.is_timeout(), "{err}");
-    assert!(!err.is_connect() && !err.is_not_found(), "{err}");
+    assert!(
+        !err.is_connect() && !err.is_not_found() && !err.is_under_replicated(),
+        "{err}"
+    );
     assert_eq!((err.status(), err.url()), (None, None));
+    // Each replica asked once.
+    assert!(
+        matches!(&err, Error::AllFailed { errors, .. } if errors.len() == 2),
+        "{err}"
+    );
     let text = err.to_string();
     assert!(text.starts_with("k.jpg: every replica failed: "), "{text}");
     assert!(
@@ -121,4 +133,23 @@ async fn exists_is_false_only_when_every_replica_says_404() {
     );
     assert_eq!(answers[1].0, url(&fail));
     assert_eq!(answers[1].1.as_ref().unwrap_err().status(), Some(500));
+}
+
+#[tokio::test]
+async fn a_hedged_get_asks_each_replica_once_at_most() {
+    let hangs = [
+        FaultyNode::start(Fault::Hang).await.unwrap(),
+        FaultyNode::start(Fault::Hang).await.unwrap(),
+    ];
+    let hedged = Client::builder(config(&[url(&hangs[0]), url(&hangs[1])]))
+        .timeout(Duration::from_millis(300))
+        .hedge(Some(Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    let err = hedged.get("k.jpg").await.unwrap_err();
+    assert!(err.is_timeout(), "{err}");
+    assert!(
+        matches!(&err, Error::AllFailed { errors, .. } if errors.len() == 2),
+        "{err}"
+    );
 }
