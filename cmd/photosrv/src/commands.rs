@@ -416,11 +416,15 @@ pub struct StorageArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// The largest PUT body taken, in bytes; a larger one gets 413.
+    #[arg(long, default_value_t = photosrv_storage::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: u64,
 }
 
 pub fn storage(args: StorageArgs) -> ExitCode {
     init_logging(args.log_format);
-    let storage = match photosrv_storage::Storage::open(&args.root) {
+    let storage = match photosrv_storage::Storage::open_with_limit(&args.root, args.max_body_bytes)
+    {
         Ok(storage) => storage,
         Err(error) => {
             eprintln!("photosrv storage: {}: {error}", args.root.display());

@@ -712,6 +712,81 @@ mod tests {
         }
     }
 
+    /// The types photo and web storage holds, by extension in any case (nginx's mime.types
+    /// names them so); anything else is a byte stream.
+    #[test]
+    fn content_types_follow_the_extension() {
+        let octets = "application/octet-stream";
+        for (name, expected) in [
+            ("a.jpg", "image/jpeg"),
+            ("a.JPEG", "image/jpeg"),
+            ("a.png", "image/png"),
+            ("a.gif", "image/gif"),
+            ("a.webp", "image/webp"),
+            ("a.avif", "image/avif"),
+            ("a.svg", "image/svg+xml"),
+            ("a.ico", "image/x-icon"),
+            ("a.txt", "text/plain; charset=utf-8"),
+            ("a.html", "text/html; charset=utf-8"),
+            ("a.Htm", "text/html; charset=utf-8"),
+            ("a.css", "text/css"),
+            ("a.js", "text/javascript"),
+            ("a.json", "application/json"),
+            ("a.mp4", "video/mp4"),
+            ("a.pdf", "application/pdf"),
+            ("dir.png/a", octets),
+            ("a.jpg.gz", octets),
+            ("a.jpegjpegx", octets),
+            ("a", octets),
+        ] {
+            assert_eq!(content_type(Path::new(name)), expected, "{name}");
+        }
+    }
+
+    /// A file that is missing is 404, one the node may not read 403 (not seen in tests run
+    /// as root), anything else 500.
+    #[test]
+    fn io_errors_have_their_statuses() {
+        use std::io::{Error, ErrorKind};
+        for (kind, expected) in [
+            (ErrorKind::NotFound, StatusCode::NOT_FOUND),
+            (ErrorKind::PermissionDenied, StatusCode::FORBIDDEN),
+            (ErrorKind::StorageFull, StatusCode::INTERNAL_SERVER_ERROR),
+        ] {
+            assert_eq!(io_error(&Error::from(kind)).status(), expected, "{kind:?}");
+        }
+    }
+
+    /// nginx's ETag, byte for byte: replicas that nginx and this node serve, with the same
+    /// modification time and size, answer a conditional request alike
+    /// (`tests/node.rs` checks it against a running nginx).
+    #[test]
+    fn etags_are_nginx_s() {
+        let modified = UNIX_EPOCH + std::time::Duration::from_secs(0x6543_21ab);
+        assert_eq!(etag_of(modified, 0x10_0000), "\"654321ab-100000\"");
+        assert_eq!(etag_of(UNIX_EPOCH, 0), "\"0-0\"");
+    }
+
+    /// Up to 256 KiB comes whole, in one frame; more in pieces of 256 KiB.
+    #[tokio::test]
+    async fn files_are_read_a_chunk_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        for (size, frames) in [
+            (200_000, vec![200_000]),
+            (262_144, vec![262_144]),
+            (600_000, vec![262_144, 262_144, 75_712]),
+        ] {
+            let path = dir.path().join(size.to_string());
+            std::fs::write(&path, vec![7u8; size]).unwrap();
+            let mut body = file_body(std::fs::File::open(&path).unwrap(), 0, size as u64);
+            let mut read = Vec::new();
+            while let Some(frame) = body.frame().await {
+                read.push(frame.unwrap().into_data().unwrap().len());
+            }
+            assert_eq!(read, frames, "{size} bytes");
+        }
+    }
+
     #[test]
     fn ranges() {
         assert_eq!(range("bytes=0-9", 100), Ok(Some((0, 9))));
@@ -725,5 +800,15 @@ mod tests {
         assert_eq!(range("bytes=5-1", 100), Ok(None));
         assert_eq!(range("bytes=0-1,5-6", 100), Ok(None));
         assert_eq!(range("items=0-1", 100), Ok(None));
+        // If-Range: the range only for the version named, by ETag or by date.
+        let if_range = |condition: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::RANGE, HeaderValue::from_static("bytes=0-9"));
+            headers.insert(header::IF_RANGE, HeaderValue::from_str(condition).unwrap());
+            byte_range(&headers, 100, "\"e\"", "date")
+        };
+        assert_eq!(if_range("\"e\""), Ok(Some((0, 9))));
+        assert_eq!(if_range("date"), Ok(Some((0, 9))));
+        assert_eq!(if_range("\"f\""), Ok(None));
     }
 }

@@ -31,6 +31,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// The largest PUT body a node takes unless told otherwise: 1 GiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 30;
+
 /// A storage node over one directory. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Storage {
@@ -50,8 +53,16 @@ struct Inner {
 }
 
 impl Storage {
-    /// A node storing under `root`, which must exist.
+    /// A node storing under `root`, which must exist, taking PUT bodies of up to
+    /// [`DEFAULT_MAX_BODY_BYTES`].
     pub fn open(root: &Path) -> std::io::Result<Storage> {
+        Storage::open_with_limit(root, DEFAULT_MAX_BODY_BYTES)
+    }
+
+    /// As [`Storage::open`], refusing a PUT body over `max_body_bytes` with 413 (nginx's
+    /// `client_max_body_size`): at once when its Content-Length says so, else once that many
+    /// bytes have come, leaving nothing behind.
+    pub fn open_with_limit(root: &Path, max_body_bytes: u64) -> std::io::Result<Storage> {
         let root = std::fs::canonicalize(root)?;
         if !root.is_dir() {
             return Err(std::io::Error::other(format!(
@@ -69,7 +80,7 @@ impl Storage {
                 root,
                 root_fd,
                 openat2: AtomicBool::new(true),
-                max_body_bytes: 1 << 30,
+                max_body_bytes,
             }),
         })
     }

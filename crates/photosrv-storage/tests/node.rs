@@ -15,18 +15,18 @@ struct Node {
 
 impl Node {
     async fn start() -> Node {
+        Node::start_with_limit(photosrv_storage::DEFAULT_MAX_BODY_BYTES).await
+    }
+
+    /// A node that takes PUT bodies of up to `max_body_bytes`.
+    async fn start_with_limit(max_body_bytes: u64) -> Node {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(photosrv_storage::serve(listener, storage, async move {
-            let _ = rx.await;
-        }));
+        let storage = Storage::open_with_limit(dir.path(), max_body_bytes).unwrap();
+        let (addr, stop) = serve(storage).await;
         Node {
             addr,
             dir,
-            _stop: tx,
+            _stop: stop,
         }
     }
 
@@ -56,6 +56,17 @@ impl Node {
         out.sort();
         out
     }
+}
+
+/// `storage` served on a loopback port, until the sender is dropped.
+async fn serve(storage: Storage) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(photosrv_storage::serve(listener, storage, async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
 }
 
 fn client() -> reqwest::Client {
@@ -162,6 +173,50 @@ async fn a_cut_off_upload_leaves_nothing_and_readers_never_see_part_of_it() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert_eq!(node.files(), ["old.bin"]);
+}
+
+/// A body over the node's limit gets 413 and leaves nothing: at once when its Content-Length
+/// says so, as soon as the limit is passed when it is chunked. A body of exactly the limit
+/// is stored.
+#[tokio::test]
+async fn bodies_over_the_limit_are_refused_and_leave_nothing() {
+    let node = Node::start_with_limit(1000).await;
+    let http = client();
+    let put = |path: &str, body: Vec<u8>| http.put(node.url(path)).body(body).send();
+    assert_eq!(
+        put("/limit.bin", vec![1; 1000]).await.unwrap().status(),
+        201
+    );
+    let answer = raw(
+        node.addr,
+        b"PUT /over.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n",
+        false,
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "refused before the body: {answer}"
+    );
+    let chunked = |size: usize| {
+        let mut request = format!(
+            "PUT /chunked-{size}.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+             Connection: close\r\n\r\n{:x}\r\n",
+            size - 1
+        )
+        .into_bytes();
+        request.extend(vec![b'a'; size - 1]);
+        request.extend(b"\r\n1\r\nz\r\n0\r\n\r\n");
+        request
+    };
+    let answer = raw(node.addr, &chunked(1001), false).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let answer = raw(node.addr, &chunked(1000), false).await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(node.files(), ["chunked-1000.bin", "limit.bin"]);
+    assert_eq!(
+        std::fs::read(node.dir.path().join("chunked-1000.bin")).unwrap(),
+        [vec![b'a'; 999], vec![b'z']].concat()
+    );
 }
 
 #[tokio::test]
@@ -399,6 +454,17 @@ async fn webdav_odds_and_ends() {
             .status(),
         409
     );
+    assert_eq!(
+        http.put(node.url("/new/"))
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        409,
+        "a PUT names a file, never a collection, existing or not"
+    );
+    assert!(!node.dir.path().join("new").exists());
     let propfind = http
         .request(
             reqwest::Method::from_bytes(b"PROPFIND").unwrap(),
@@ -422,6 +488,132 @@ async fn webdav_odds_and_ends() {
         std::fs::read(node.dir.path().join("m.bin")).unwrap(),
         b"abc"
     );
+    // A collection, or a file, in the way of a PUT: 409, and nothing changes.
+    for path in ["/c", "/m.bin/x"] {
+        let status = http
+            .put(node.url(path))
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 409, "PUT {path}");
+    }
+    assert!(node.dir.path().join("c").is_dir());
+    assert_eq!(node.files(), ["m.bin"]);
+}
+
+/// A request's header lines, name and value.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+/// The same files served by nginx, the storage node photosrv fronts in production, and by
+/// this node from nginx's own directory: the same status, ETag, Last-Modified, length, ranges
+/// and bytes, so a shard can mix replicas of both kinds and a client's conditional or range
+/// request gets the same answer from either. Required under CI.
+#[tokio::test]
+async fn answers_as_nginx_does_for_the_same_files() {
+    let test = "answers_as_nginx_does_for_the_same_files";
+    let Some(binary) = photosrv_testkit::nginx_or_skip(test) else {
+        return;
+    };
+    let nginx = photosrv_testkit::NginxNode::start(&binary).unwrap();
+    let modified = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_123);
+    let photo: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    nginx
+        .seed_modified("a/photo.jpg", &photo, modified)
+        .unwrap();
+    nginx.seed_modified("small", b"hello", modified).unwrap();
+    nginx.seed_modified("empty.txt", b"", modified).unwrap();
+    let (ours, _stop) = serve(Storage::open(&nginx.root).unwrap()).await;
+    let http = client();
+
+    let get = http.get(format!("{}/a/photo.jpg", nginx.url()));
+    let answer = get.send().await.unwrap();
+    let etag = answer.headers()["etag"].to_str().unwrap().to_owned();
+    let date = answer.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(etag, "\"6553f17b-493e0\"", "nginx's own ETag");
+    let cases: &[(&str, &str, Headers)] = &[
+        ("GET", "/a/photo.jpg", &[]),
+        ("HEAD", "/a/photo.jpg", &[]),
+        ("GET", "/a/photo.jpg", &[("range", "bytes=100-199")]),
+        ("GET", "/a/photo.jpg", &[("range", "bytes=-10")]),
+        ("GET", "/a/photo.jpg", &[("range", "bytes=299990-")]),
+        ("GET", "/a/photo.jpg", &[("range", "bytes=299990-400000")]),
+        ("GET", "/a/photo.jpg", &[("range", "bytes=300000-")]),
+        ("GET", "/a/photo.jpg", &[("if-none-match", &etag)]),
+        ("GET", "/a/photo.jpg", &[("if-none-match", "\"other\"")]),
+        ("GET", "/a/photo.jpg", &[("if-modified-since", &date)]),
+        (
+            "GET",
+            "/a/photo.jpg",
+            &[("if-modified-since", "Sat, 01 Jan 2000 00:00:00 GMT")],
+        ),
+        (
+            "GET",
+            "/a/photo.jpg",
+            &[("range", "bytes=0-9"), ("if-range", &etag)],
+        ),
+        (
+            "GET",
+            "/a/photo.jpg",
+            &[("range", "bytes=0-9"), ("if-range", &date)],
+        ),
+        (
+            "GET",
+            "/a/photo.jpg",
+            &[("range", "bytes=0-9"), ("if-range", "\"other\"")],
+        ),
+        ("GET", "/small", &[]),
+        ("GET", "/small", &[("range", "bytes=1-3")]),
+        ("GET", "/empty.txt", &[]),
+        ("GET", "/missing.jpg", &[]),
+        ("GET", "/a/missing/photo.jpg", &[]),
+        ("GET", "/", &[]),
+        ("GET", "/a/", &[]),
+    ];
+    for (method, path, headers) in cases {
+        let mut answers = Vec::new();
+        for base in [nginx.url(), format!("http://{ours}")] {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let mut request = http.request(method, format!("{base}{path}"));
+            for (name, value) in headers.iter() {
+                request = request.header(*name, *value);
+            }
+            let answer = request.send().await.unwrap();
+            // Error pages differ in their text, so only their status and Content-Range count.
+            let status = answer.status();
+            let mut compared = vec!["content-range"];
+            if status.is_success() || status == 304 {
+                compared.extend(["etag", "last-modified", "content-length"]);
+            }
+            // nginx leaves Accept-Ranges out of a 206; this node sends it (RFC 9110 allows
+            // either).
+            if status == 200 {
+                compared.push("accept-ranges");
+            }
+            let mut seen = vec![status.to_string()];
+            for name in compared {
+                let value = answer.headers().get(name);
+                seen.push(format!("{name}: {value:?}"));
+            }
+            if status.is_success() {
+                let body = answer.bytes().await.unwrap();
+                seen.push(format!(
+                    "{} bytes, sum {}",
+                    body.len(),
+                    body.iter().map(|&b| u64::from(b)).sum::<u64>()
+                ));
+            }
+            answers.push(seen);
+        }
+        assert_eq!(
+            answers[0], answers[1],
+            "{method} {path} {headers:?}: nginx, then ours"
+        );
+    }
 }
 
 /// Debian's litmus `basic` and `http` suites, run against the node. Required under CI.
