@@ -50,15 +50,33 @@ fn refused(refusal: PathRefused) -> Response<StorageBody> {
     }
 }
 
+/// The answer to a failed file system call, as nginx's static module gives it: a path that
+/// names nothing (missing, under a file, or with a name too long) is 404, one the node may
+/// not follow (no permission, a symlink loop) 403. Only the node's own trouble is a 500 and
+/// an error in the log: a client's request cannot raise one.
 fn io_error(error: &std::io::Error) -> Response<StorageBody> {
+    use std::io::ErrorKind;
+    let symlink_loop = rustix::io::Errno::from_io_error(error) == Some(rustix::io::Errno::LOOP);
     match error.kind() {
-        std::io::ErrorKind::NotFound => status(StatusCode::NOT_FOUND, "not found\n"),
-        std::io::ErrorKind::PermissionDenied => status(StatusCode::FORBIDDEN, "forbidden\n"),
+        ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::InvalidFilename => {
+            status(StatusCode::NOT_FOUND, "not found\n")
+        }
+        ErrorKind::PermissionDenied => status(StatusCode::FORBIDDEN, "forbidden\n"),
+        _ if symlink_loop => status(StatusCode::FORBIDDEN, "forbidden\n"),
         _ => {
             tracing::error!(%error, "storage I/O error");
             status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n")
         }
     }
+}
+
+/// As [`io_error`], for a PUT or MKCOL: a name too long for the file system is the client's
+/// to shorten, so 414 (nginx answers 500).
+fn write_error(error: &std::io::Error) -> Response<StorageBody> {
+    if error.kind() == std::io::ErrorKind::InvalidFilename {
+        return status(StatusCode::URI_TOO_LONG, "name too long\n");
+    }
+    io_error(error)
 }
 
 /// The Content-Type for a file name, from a small table of what photo and web
@@ -531,7 +549,7 @@ impl Storage {
             {
                 return status(StatusCode::CONFLICT, "a file or collection is in the way\n")
             }
-            Ok(Err(e)) => return io_error(&e),
+            Ok(Err(e)) => return write_error(&e),
             Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n"),
         };
         // From here on the temporary file goes away unless it is renamed into place.
@@ -586,7 +604,7 @@ impl Storage {
                     StatusCode::CREATED
                 })
             }
-            Ok(Err(e)) => io_error(&e),
+            Ok(Err(e)) => write_error(&e),
             Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n"),
         }
     }
@@ -640,7 +658,7 @@ impl Storage {
         .await;
         match result {
             Ok(Ok(code)) => empty(code),
-            Ok(Err(e)) => io_error(&e),
+            Ok(Err(e)) => write_error(&e),
             Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, "storage error\n"),
         }
     }
@@ -743,18 +761,24 @@ mod tests {
         }
     }
 
-    /// A file that is missing is 404, one the node may not read 403 (not seen in tests run
-    /// as root), anything else 500.
+    /// What nginx answers for each: a name that names nothing is 404, one the node may not
+    /// follow 403 (permissions are not seen in tests run as root), anything else 500.
     #[test]
     fn io_errors_have_their_statuses() {
         use std::io::{Error, ErrorKind};
         for (kind, expected) in [
             (ErrorKind::NotFound, StatusCode::NOT_FOUND),
             (ErrorKind::PermissionDenied, StatusCode::FORBIDDEN),
+            (ErrorKind::NotADirectory, StatusCode::NOT_FOUND),
+            (ErrorKind::InvalidFilename, StatusCode::NOT_FOUND),
             (ErrorKind::StorageFull, StatusCode::INTERNAL_SERVER_ERROR),
         ] {
             assert_eq!(io_error(&Error::from(kind)).status(), expected, "{kind:?}");
         }
+        let symlink_loop = Error::from(rustix::io::Errno::LOOP);
+        assert_eq!(io_error(&symlink_loop).status(), StatusCode::FORBIDDEN);
+        let io_error_of_the_node = Error::from(rustix::io::Errno::IO);
+        assert_eq!(io_error(&io_error_of_the_node).status(), 500);
     }
 
     /// nginx's ETag, byte for byte: replicas that nginx and this node serve, with the same

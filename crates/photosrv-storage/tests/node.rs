@@ -500,6 +500,16 @@ async fn webdav_odds_and_ends() {
         assert_eq!(status, 409, "PUT {path}");
     }
     assert!(node.dir.path().join("c").is_dir());
+    // A name longer than the file system takes: the client's to shorten, never a 500.
+    let long_name = format!("/{}", "n".repeat(300));
+    let put = http
+        .put(node.url(&long_name))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 414);
+    assert_eq!(mkcol(&long_name).await.unwrap().status(), 414);
     assert_eq!(node.files(), ["m.bin"]);
 }
 
@@ -524,6 +534,8 @@ async fn answers_as_nginx_does_for_the_same_files() {
         .unwrap();
     nginx.seed_modified("small", b"hello", modified).unwrap();
     nginx.seed_modified("empty.txt", b"", modified).unwrap();
+    std::os::unix::fs::symlink("loop", nginx.root.join("loop")).unwrap();
+    let long_name = format!("/{}", "n".repeat(300));
     let (ours, _stop) = serve(Storage::open(&nginx.root).unwrap()).await;
     let http = client();
 
@@ -573,6 +585,10 @@ async fn answers_as_nginx_does_for_the_same_files() {
         ("GET", "/a/missing/photo.jpg", &[]),
         ("GET", "/", &[]),
         ("GET", "/a/", &[]),
+        ("GET", "/small/x", &[]),
+        ("HEAD", "/small/x", &[]),
+        ("GET", &long_name, &[]),
+        ("GET", "/loop", &[]),
     ];
     for (method, path, headers) in cases {
         let mut answers = Vec::new();
