@@ -714,3 +714,141 @@ async fn an_idle_h2c_connection_is_closed() {
     assert!(closed.is_ok(), "the router kept an idle h2c connection");
     assert!(started.elapsed() >= Duration::from_millis(1300));
 }
+
+/// A request's header lines, name and value.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+/// What a client sees of an answer: the status, the header lines (sorted, without those a
+/// proxy sets for itself: Date, Via, Connection, Keep-Alive) and the body, with a
+/// multipart/byteranges boundary (nginx makes a new one per answer) made constant.
+async fn seen(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Empty<Bytes>,
+    >,
+    method: &str,
+    url: &str,
+    headers: Headers<'_>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut request = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = client
+        .request(request.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let mut lines: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .filter(|(name, _)| !["date", "via", "connection", "keep-alive"].contains(&name.as_str()))
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+        .collect();
+    lines.sort();
+    let mut body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    let boundary = lines.iter_mut().find_map(|(name, value)| {
+        let boundary = value
+            .strip_prefix("multipart/byteranges; boundary=")?
+            .to_owned();
+        *value = "multipart/byteranges; boundary=B".to_owned();
+        (name == "content-type").then_some(boundary)
+    });
+    if let Some(boundary) = boundary {
+        let (mut rest, mut constant) = (&body[..], Vec::new());
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix(boundary.as_bytes()) {
+                constant.push(b'B');
+                rest = after;
+            } else {
+                constant.push(rest[0]);
+                rest = &rest[1..];
+            }
+        }
+        body = constant;
+    }
+    (status, lines, body)
+}
+
+/// Through the router a client gets what the node answered: the same status, end-to-end
+/// header lines and bytes, for plain, HEAD, range, multi-range, conditional and failing
+/// requests, an empty object, a small one and one of 300 kB; with each body relay, over
+/// HTTP/1.1 and over h2c.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_through_the_router_are_the_node_s_own() {
+    let Some(cluster) = Cluster::start("answers_through_the_router", 1, 1) else {
+        return;
+    };
+    cluster.seed(0, "small.jpg", &pattern(1000));
+    cluster.seed(0, "big.jpg", &pattern(300_000));
+    cluster.seed(0, "empty.jpg", b"");
+    let node = cluster.nodes[0][0].url();
+    let http1 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let h2c = h2c_client();
+    let head = seen(&http1, "HEAD", &format!("{node}/big.jpg"), &[]).await;
+    let field = |name: &str| {
+        let (_, value) = head.1.iter().find(|(n, _)| n == name).unwrap();
+        value.clone()
+    };
+    let (etag, modified) = (field("etag"), field("last-modified"));
+    let cases: &[(&str, &str, Headers)] = &[
+        ("GET", "big.jpg", &[]),
+        ("HEAD", "big.jpg", &[]),
+        ("GET", "small.jpg", &[]),
+        ("GET", "empty.jpg", &[]),
+        ("GET", "big.jpg", &[("range", "bytes=100-199")]),
+        ("GET", "big.jpg", &[("range", "bytes=-10")]),
+        ("GET", "big.jpg", &[("range", "bytes=299990-")]),
+        ("GET", "big.jpg", &[("range", "bytes=1000-200000")]),
+        ("GET", "big.jpg", &[("range", "bytes=300000-")]),
+        ("GET", "small.jpg", &[("range", "bytes=0-9,20-29")]),
+        ("GET", "big.jpg", &[("if-none-match", &etag)]),
+        ("GET", "big.jpg", &[("if-modified-since", &modified)]),
+        (
+            "GET",
+            "big.jpg",
+            &[("range", "bytes=0-9"), ("if-range", &etag)],
+        ),
+        (
+            "GET",
+            "big.jpg",
+            &[("range", "bytes=0-9"), ("if-range", "\"other\"")],
+        ),
+        ("HEAD", "big.jpg", &[("range", "bytes=0-9")]),
+        ("GET", "missing.jpg", &[]),
+        ("HEAD", "missing.jpg", &[]),
+    ];
+    for relay in RELAYS {
+        let router = RouterBuilder::new(one_node(&node))
+            .settings(|s| relay_by(relay, s))
+            .start()
+            .await
+            .unwrap();
+        for (method, key, headers) in cases {
+            let direct = seen(&http1, method, &format!("{node}/{key}"), headers).await;
+            let url = format!("{}/{key}", router.url());
+            for (protocol, client) in [("HTTP/1.1", &http1), ("h2c", &h2c)] {
+                let through = seen(client, method, &url, headers).await;
+                assert!(
+                    through == direct,
+                    "{method} /{key} {headers:?}, {relay}, {protocol}:\n \
+                     node:   {} {:?} {} bytes\n router: {} {:?} {} bytes",
+                    direct.0,
+                    direct.1,
+                    direct.2.len(),
+                    through.0,
+                    through.1,
+                    through.2.len()
+                );
+            }
+        }
+        router.stop(Duration::from_secs(5)).await;
+    }
+}
