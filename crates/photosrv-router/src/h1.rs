@@ -1071,6 +1071,25 @@ mod tests {
         assert!(decode_in_pieces(&endless_size_line, &[1000]).is_err());
     }
 
+    /// The limits in bytes, as documented: a chunk-size line of up to 4 KiB (extensions
+    /// included) and trailers of up to 16 KiB are read, in whatever pieces they come; longer
+    /// ones are refused.
+    #[test]
+    fn chunk_lines_and_trailers_are_taken_up_to_their_limits() {
+        let chunk_line = |extension: usize| {
+            format!("3;{}\r\nabc\r\n0\r\n\r\n", "e".repeat(extension)).into_bytes()
+        };
+        let (body, done, _) = decode_in_pieces(&chunk_line(4000), &[1000]).unwrap();
+        assert_eq!((&body[..], done), (&b"abc"[..], true));
+        assert!(decode_in_pieces(&chunk_line(4200), &[4200]).is_err());
+        let trailer = |value: usize| {
+            format!("3\r\nabc\r\n0\r\nx-t: {}\r\n\r\n", "t".repeat(value)).into_bytes()
+        };
+        let (body, done, _) = decode_in_pieces(&trailer(16_000), &[1000]).unwrap();
+        assert_eq!((&body[..], done), (&b"abc"[..], true));
+        assert!(decode_in_pieces(&trailer(16_500), &[1000]).is_err());
+    }
+
     proptest! {
         /// Any body, in any chunks (with extensions and trailers), read in any pieces,
         /// comes out whole, and what follows the body is left in the buffer.

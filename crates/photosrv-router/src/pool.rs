@@ -565,6 +565,50 @@ mod tests {
         }
     }
 
+    /// A node's head of up to 64 KiB is read, however it arrives, and all its header lines
+    /// are passed on; a longer one is refused, and one that never ends is refused as soon as
+    /// 64 KiB of it have come, not left to the node's time limit.
+    #[tokio::test]
+    async fn heads_are_taken_up_to_64_kib() {
+        let head = |line_bytes: usize, end: &str| -> &'static [u8] {
+            let line = format!("x-filler: {}\r\n", "f".repeat(line_bytes - 12));
+            let text = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{}{end}",
+                line.repeat(99)
+            );
+            Box::leak(text.into_bytes().into_boxed_slice())
+        };
+        // 99 lines of 640 bytes: 63,400 bytes in all, the 100 header lines a head may have.
+        let (_fake, node) = node_with(Script {
+            answers: 1,
+            head: head(640, "\r\n"),
+            ..Script::default()
+        })
+        .await;
+        let response = upstream().send(&node, GET, false).await.unwrap();
+        let mut fields = Vec::new();
+        response.write_fields(&mut fields);
+        assert_eq!(fields.len(), 99 * 640 + "content-length: 2\r\n".len());
+        assert_eq!(body(response).await.unwrap(), "ok");
+        // 99 lines of 700 bytes: 69,340 bytes, whole or without its end.
+        for end in ["\r\n", ""] {
+            let (_fake, node) = node_with(Script {
+                answers: 1,
+                head: head(700, end),
+                body: b"",
+                body_delay: Duration::from_secs(30),
+            })
+            .await;
+            let upstream = upstream();
+            let sent = upstream.send(&node, GET, false);
+            let error = tokio::time::timeout(Duration::from_secs(5), sent)
+                .await
+                .expect("refused once 64 KiB came")
+                .unwrap_err();
+            assert!(error.to_string().contains("too large"), "{end:?}: {error}");
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         /// Whatever a node sends before closing, a GET ends (no panic, no wait past the
