@@ -930,6 +930,8 @@ mod tests {
             (b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nConnection: keep-alive, Close\r\n\r\n", false, Framing::Length(0), false),
             (b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\n\r\n", false, Framing::Length(1), false),
             (b"HTTP/1.0 200 OK\r\ncontent-length: 1\r\nconnection: Keep-Alive\r\n\r\n", false, Framing::Length(1), true),
+            // 18 digits, the most taken (19 could overflow): refused in `ambiguous_framing_is_refused`.
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 999999999999999999\r\n\r\n", false, Framing::Length(999_999_999_999_999_999), true),
         ] {
             let parsed = head(raw, to_head).unwrap();
             let label = String::from_utf8_lossy(raw);

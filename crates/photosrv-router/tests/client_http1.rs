@@ -739,6 +739,9 @@ async fn seen(
         .await
         .unwrap();
     let status = response.status().as_u16();
+    // The node's Date, or the router's when the node sent none: never both.
+    let dates = response.headers().get_all("date").iter().count();
+    assert_eq!(dates, 1, "{method} {url}: Date lines");
     let mut lines: Vec<(String, String)> = response
         .headers()
         .iter()
