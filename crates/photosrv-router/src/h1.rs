@@ -1090,6 +1090,14 @@ mod tests {
         let (body, done, _) = decode_in_pieces(&trailer(16_000), &[1000]).unwrap();
         assert_eq!((&body[..], done), (&b"abc"[..], true));
         assert!(decode_in_pieces(&trailer(16_500), &[1000]).is_err());
+        // The limit is on all the trailer lines together.
+        let trailers = |lines: usize| {
+            let line = format!("x-t: {}\r\n", "t".repeat(53));
+            format!("3\r\nabc\r\n0\r\n{}\r\n", line.repeat(lines)).into_bytes()
+        };
+        let (body, done, _) = decode_in_pieces(&trailers(250), &[1000]).unwrap();
+        assert_eq!((&body[..], done), (&b"abc"[..], true));
+        assert!(decode_in_pieces(&trailers(300), &[1000]).is_err());
     }
 
     proptest! {
