@@ -1098,6 +1098,11 @@ mod tests {
         let (body, done, _) = decode_in_pieces(&trailers(250), &[1000]).unwrap();
         assert_eq!((&body[..], done), (&b"abc"[..], true));
         assert!(decode_in_pieces(&trailers(300), &[1000]).is_err());
+        // Exactly 16 KiB, the empty line's CRLF included, is still taken.
+        let line = |bytes: usize| format!("x-t: {}\r\n", "t".repeat(bytes - 7));
+        let exact = format!("0\r\n{}{}\r\n", line(64).repeat(255), line(62));
+        let (_, done, _) = decode_in_pieces(exact.as_bytes(), &[1000]).unwrap();
+        assert!(done);
     }
 
     proptest! {

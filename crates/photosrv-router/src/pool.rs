@@ -431,6 +431,14 @@ mod tests {
                 b"ok",
                 false,
             ),
+            // The same for a streamed (chunked) body.
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+                b"5\r\nhello\r\n0\r\n\r\n",
+                b"hello",
+                false,
+            ),
+            (chunked, b"5\r\nhello\r\n0\r\n\r\nEXTRA", b"hello", false),
         ] {
             let label = String::from_utf8_lossy(&head[..head.len().min(60)]).into_owned();
             // A body that comes after its head is streamed, or waits to be relayed by the
@@ -471,7 +479,7 @@ mod tests {
     }
 
     /// An answer to a HEAD, a 204 and a 304 end with their heads, whatever length they
-    /// state; the connection carries the next request.
+    /// state; the connection carries the next request unless the node closes it or sent more.
     #[tokio::test]
     async fn answers_without_a_body_end_with_their_head() {
         for (head, to_head) in [
@@ -501,6 +509,31 @@ mod tests {
                 assert_eq!(body(response).await.unwrap(), "");
             }
             assert_eq!(fake.accepted(), 1);
+        }
+        // Unless the node said it would close, or sent bytes after the head.
+        for (head, to_head) in [
+            (
+                &b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\n"[..],
+                true,
+            ),
+            (&b"HTTP/1.1 204 No Content\r\n\r\nEXTRA"[..], false),
+        ] {
+            let (fake, node) = node_with(Script {
+                head,
+                body: b"",
+                ..Script::default()
+            })
+            .await;
+            for _ in 0..3 {
+                let request: &[u8] = if to_head {
+                    b"HEAD /x HTTP/1.1\r\nhost: node\r\n\r\n"
+                } else {
+                    GET
+                };
+                let response = upstream().send(&node, request, to_head).await.unwrap();
+                assert_eq!(body(response).await.unwrap(), "");
+            }
+            assert_eq!(fake.accepted(), 3, "{}", String::from_utf8_lossy(head));
         }
     }
 
