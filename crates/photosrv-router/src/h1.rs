@@ -803,15 +803,7 @@ impl Reader {
         let read = tokio::time::timeout(self.idle, read)
             .await
             .map_err(|_| silent_node())??;
-        // As hyper's adaptive reads: grow while reads fill the room, shrink when they leave
-        // most of it empty. Always asking for the most made every read a fresh allocation
-        // of `upstream_buffer_bytes`, at the allocator's mmap threshold: page faults and
-        // unmapping were a tenth of the router's CPU at 256 KiB (perf, seventh session).
-        if read >= room {
-            self.next_read = (self.next_read * 2).min(self.chunk);
-        } else if read < self.next_read / 4 {
-            self.next_read = (self.next_read / 2).max(FIRST_READ);
-        }
+        self.next_read = next_read_size(self.next_read, read, room, self.chunk);
         Ok(Some(read > 0))
     }
 
@@ -886,6 +878,22 @@ impl Reader {
                 None => return Ok(End::ClientGone),
             }
         }
+    }
+}
+
+/// The size of a body's next read, after one of `read` bytes into `room` when `next` was
+/// asked, as hyper's adaptive reads: doubled (up to `most`, `upstream_buffer_bytes`) while
+/// reads fill their room, halved (down to [`FIRST_READ`]) when one leaves most of it empty.
+/// Always asking for the most made every read a fresh allocation of `upstream_buffer_bytes`,
+/// at the allocator's mmap threshold: page faults and unmapping were a tenth of the router's
+/// CPU at 256 KiB (perf, seventh session).
+fn next_read_size(next: usize, read: usize, room: usize, most: usize) -> usize {
+    if read >= room {
+        (next * 2).min(most)
+    } else if read < next / 4 {
+        (next / 2).max(FIRST_READ)
+    } else {
+        next
     }
 }
 
@@ -1071,6 +1079,27 @@ mod tests {
         assert!(decode_in_pieces(&endless_trailer, &[4096]).is_err());
         let endless_size_line = [&b"1;"[..], &vec![b'a'; MAX_CHUNK_LINE]].concat();
         assert!(decode_in_pieces(&endless_size_line, &[1000]).is_err());
+    }
+
+    /// Reads grow while they fill their room, up to `upstream_buffer_bytes`, and shrink when
+    /// they leave most of it empty, never under the first read's 8 KiB.
+    #[test]
+    fn reads_grow_and_shrink_with_what_comes() {
+        let most = 256 * 1024;
+        for (next, read, room, size) in [
+            (8192, 8192, 8192, 16_384),
+            (131_072, 131_072, 131_072, most),
+            (most, most, most, most),
+            // The last piece of a body: it fills the little room left.
+            (65_536, 1000, 1000, 131_072),
+            (65_536, 16_384, 65_536, 65_536),
+            (65_536, 16_383, 65_536, 32_768),
+            (16_384, 100, 16_384, 8192),
+            (8192, 100, 8192, 8192),
+        ] {
+            let label = format!("{next} asked, {read} read into {room}");
+            assert_eq!(next_read_size(next, read, room, most), size, "{label}");
+        }
     }
 
     /// The limits in bytes, as documented: a chunk-size line of up to 4 KiB (extensions
