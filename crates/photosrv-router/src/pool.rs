@@ -482,41 +482,26 @@ mod tests {
     /// state; the connection carries the next request unless the node closes it or sent more.
     #[tokio::test]
     async fn answers_without_a_body_end_with_their_head() {
-        for (head, to_head) in [
+        // (head, whether it answers a HEAD, connections the node sees for three requests)
+        for (head, to_head, connections) in [
             (
                 &b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"[..],
                 true,
+                1,
             ),
-            (&b"HTTP/1.1 204 No Content\r\n\r\n"[..], false),
+            (&b"HTTP/1.1 204 No Content\r\n\r\n"[..], false, 1),
             (
                 &b"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n"[..],
                 false,
+                1,
             ),
-        ] {
-            let (fake, node) = node_with(Script {
-                head,
-                body: b"",
-                ..Script::default()
-            })
-            .await;
-            for _ in 0..3 {
-                let request: &[u8] = if to_head {
-                    b"HEAD /x HTTP/1.1\r\nhost: node\r\n\r\n"
-                } else {
-                    GET
-                };
-                let response = upstream().send(&node, request, to_head).await.unwrap();
-                assert_eq!(body(response).await.unwrap(), "");
-            }
-            assert_eq!(fake.accepted(), 1);
-        }
-        // Unless the node said it would close, or sent bytes after the head.
-        for (head, to_head) in [
+            // Unless the node said it would close, or sent bytes after the head.
             (
                 &b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\nconnection: close\r\n\r\n"[..],
                 true,
+                3,
             ),
-            (&b"HTTP/1.1 204 No Content\r\n\r\nEXTRA"[..], false),
+            (&b"HTTP/1.1 204 No Content\r\n\r\nEXTRA"[..], false, 3),
         ] {
             let (fake, node) = node_with(Script {
                 head,
@@ -533,7 +518,8 @@ mod tests {
                 let response = upstream().send(&node, request, to_head).await.unwrap();
                 assert_eq!(body(response).await.unwrap(), "");
             }
-            assert_eq!(fake.accepted(), 3, "{}", String::from_utf8_lossy(head));
+            let label = String::from_utf8_lossy(head);
+            assert_eq!(fake.accepted(), connections, "{label}");
         }
     }
 

@@ -445,25 +445,17 @@ async fn webdav_odds_and_ends() {
     assert_eq!(mkcol("/c/").await.unwrap().status(), 201);
     assert_eq!(mkcol("/c/").await.unwrap().status(), 405);
     assert_eq!(mkcol("/x/y/").await.unwrap().status(), 409);
-    assert_eq!(
-        http.put(node.url("/c/"))
+    // A PUT names a file, never a collection, existing or not.
+    for path in ["/c/", "/new/"] {
+        let status = http
+            .put(node.url(path))
             .body("x")
             .send()
             .await
             .unwrap()
-            .status(),
-        409
-    );
-    assert_eq!(
-        http.put(node.url("/new/"))
-            .body("x")
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        409,
-        "a PUT names a file, never a collection, existing or not"
-    );
+            .status();
+        assert_eq!(status, 409, "PUT {path}");
+    }
     assert!(!node.dir.path().join("new").exists());
     let propfind = http
         .request(
