@@ -12,18 +12,31 @@ use photosrv_config::NodeAddr;
 use std::net::IpAddr;
 
 /// Reads `data` as request heads from a client, `piece` bytes per read, as a connection
-/// does: every head parsed is taken off the buffer whole, a refusal is 400 or 431, the head
-/// a node would get for it is as [`check_node_request`] says, and nothing panics. Returns
-/// how many heads were parsed.
+/// does: every head parsed is taken off the buffer whole, its method and (origin-form)
+/// target are the request line's, a refusal is 400 or 431, the head a node would get for it
+/// is as [`check_node_request`] says, and nothing panics. Returns how many heads were
+/// parsed.
 pub fn client_request_heads(data: &[u8], piece: usize) -> usize {
     let piece = piece.clamp(1, 4096);
     let (mut buf, mut fed, mut parsed) = (BytesMut::new(), 0, 0);
     loop {
-        let before = buf.len();
+        let (before, unparsed) = (buf.len(), buf.clone());
         match downstream::parse_head(&mut buf, 8 * 1024) {
             Ok(Some(head)) => {
                 assert!(buf.len() < before, "a parsed head was left in the buffer");
-                check_node_request(head.request());
+                let request = head.request();
+                // Empty lines before a request line are skipped (RFC 9112 2.2).
+                let line = unparsed[..before - buf.len()].trim_ascii_start();
+                let method = request.method().as_str().as_bytes();
+                assert!(line.starts_with(method), "another method than the line's");
+                let target = request.uri().to_string();
+                if target.starts_with('/') {
+                    // The target as sent, up to a space, or a fragment the parser drops.
+                    let rest = &line[method.len() + 1..];
+                    let whole = matches!(rest.get(target.len()), Some(b' ' | b'#'));
+                    assert!(rest.starts_with(target.as_bytes()) && whole, "not {target}");
+                }
+                check_node_request(request);
                 parsed += 1;
             }
             Ok(None) if fed < data.len() => {

@@ -715,6 +715,48 @@ async fn an_idle_h2c_connection_is_closed() {
     assert!(started.elapsed() >= Duration::from_millis(1300));
 }
 
+/// A head the router refuses gets a whole answer, the status and a line of text framed by
+/// its length, and then the connection closes: never a close without a word, nor a node
+/// asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_heads_get_a_whole_answer_then_a_close() {
+    let node = scripted_node(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+    let router = RouterBuilder::new(one_node(&format!("http://{node}")))
+        .start()
+        .await
+        .unwrap();
+    let many: String = (0..101).map(|i| format!("x-{i}: v\r\n")).collect();
+    for (wire, status, text) in [
+        (
+            "GET /a.jpg HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+                .to_owned(),
+            "400 bad request",
+            "Bad Request\n",
+        ),
+        (
+            format!("GET /a.jpg HTTP/1.1\r\nHost: x\r\n{many}\r\n"),
+            "431 request header fields too large",
+            "Request Header Fields Too Large\n",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(router.addr).await.unwrap();
+        stream.write_all(wire.as_bytes()).await.unwrap();
+        let (answer, closed) = read_until(&mut stream, |_| false).await;
+        let seen = responses(&answer, &[false]);
+        let (head, body) = &seen[0];
+        assert!(
+            head.starts_with(&format!("http/1.1 {status}\r\n")),
+            "{answer}"
+        );
+        assert!(head.contains("\r\nconnection: close"), "{answer}");
+        assert!(head.contains("\r\ndate: "), "{answer}");
+        let length = format!("\r\ncontent-length: {}", text.len());
+        assert!(head.contains(&length), "{answer}");
+        assert_eq!(body, text);
+        assert!(closed, "the connection stays open after a refusal");
+    }
+}
+
 /// A request's header lines, name and value.
 type Headers<'a> = &'a [(&'a str, &'a str)];
 

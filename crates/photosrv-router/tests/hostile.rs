@@ -102,9 +102,10 @@ async fn hostile_requests_get_4xx_or_a_closed_connection_and_nothing_is_smuggled
         ("over-long header", [431, 431]),
         ("too many headers", [431, 431]),
     ] {
+        // The router reads heads itself: every refusal is answered (`client_http1.rs`).
         let status = seen.iter().find(|(n, _)| n == name).unwrap().1;
         assert!(
-            status.is_none() || want.contains(&status.unwrap()),
+            status.is_some_and(|status| want.contains(&status)),
             "{name}: {status:?}"
         );
     }
