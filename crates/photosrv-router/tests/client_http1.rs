@@ -759,6 +759,34 @@ async fn refused_heads_get_a_whole_answer_then_a_close() {
     }
 }
 
+/// A 204 from a node goes on without a Content-Length the router made up (RFC 9110 8.6 forbids
+/// one), and the connection carries the next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_204_gets_no_content_length() {
+    let node = scripted_node(b"HTTP/1.1 204 No Content\r\nx-node: 1\r\n\r\n").await;
+    let router = RouterBuilder::new(one_node(&format!("http://{node}")))
+        .start()
+        .await
+        .unwrap();
+    let mut stream = TcpStream::connect(router.addr).await.unwrap();
+    let request = b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\n";
+    stream.write_all(&request.repeat(2)).await.unwrap();
+    let (answer, closed) =
+        read_until(&mut stream, |seen| seen.matches("\r\n\r\n").count() == 2).await;
+    // No body follows a 204's head, as after a HEAD's.
+    let seen = responses(&answer, &[true, true]);
+    assert_eq!(seen.len(), 2, "{answer}");
+    assert!(answer.ends_with("\r\n\r\n"), "{answer}");
+    for (head, body) in &seen {
+        assert!(head.starts_with("http/1.1 204"), "{answer}");
+        assert!(head.contains("x-node: 1"), "{answer}");
+        assert!(!head.contains("content-length"), "{answer}");
+        assert!(!head.contains("transfer-encoding"), "{answer}");
+        assert!(body.is_empty());
+    }
+    assert!(!closed);
+}
+
 /// A request's header lines, name and value.
 type Headers<'a> = &'a [(&'a str, &'a str)];
 
