@@ -173,14 +173,21 @@ async fn scripted_node(answer: &'static [u8]) -> SocketAddr {
     addr
 }
 
+/// A router with default settings over one [`scripted_node`] answering `answer`.
+async fn router_over_scripted_node(answer: &'static [u8]) -> RouterHandle {
+    let node = scripted_node(answer).await;
+    RouterBuilder::new(one_node(&format!("http://{node}")))
+        .start()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_node_answers_are_rechunked_for_http11_and_closed_for_http10() {
-    let node = scripted_node(
+    let router = router_over_scripted_node(
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
     )
     .await;
-    let config = one_node(&format!("http://{node}"));
-    let router = RouterBuilder::new(config).start().await.unwrap();
     let mut stream = TcpStream::connect(router.addr).await.unwrap();
     for _ in 0..2 {
         stream
@@ -323,9 +330,7 @@ async fn shutdown_finishes_the_request_in_flight_and_closes_idle_connections() {
 /// always arrives first, so the test checks that the router keeps reading instead).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_body_is_drained_so_the_answer_arrives() {
-    let node = scripted_node(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
-    let config = one_node(&format!("http://{node}"));
-    let router = RouterBuilder::new(config).start().await.unwrap();
+    let router = router_over_scripted_node(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
     for _ in 0..5 {
         let mut stream = TcpStream::connect(router.addr).await.unwrap();
         let chunk = vec![b'x'; 64 * 1024];
@@ -720,11 +725,7 @@ async fn an_idle_h2c_connection_is_closed() {
 /// asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_heads_get_a_whole_answer_then_a_close() {
-    let node = scripted_node(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
-    let router = RouterBuilder::new(one_node(&format!("http://{node}")))
-        .start()
-        .await
-        .unwrap();
+    let router = router_over_scripted_node(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
     let many: String = (0..101).map(|i| format!("x-{i}: v\r\n")).collect();
     for (wire, status, text) in [
         (
@@ -763,11 +764,7 @@ async fn refused_heads_get_a_whole_answer_then_a_close() {
 /// one), and the connection carries the next request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_204_gets_no_content_length() {
-    let node = scripted_node(b"HTTP/1.1 204 No Content\r\nx-node: 1\r\n\r\n").await;
-    let router = RouterBuilder::new(one_node(&format!("http://{node}")))
-        .start()
-        .await
-        .unwrap();
+    let router = router_over_scripted_node(b"HTTP/1.1 204 No Content\r\nx-node: 1\r\n\r\n").await;
     let mut stream = TcpStream::connect(router.addr).await.unwrap();
     let request = b"GET /a.jpg HTTP/1.1\r\nHost: x\r\n\r\n";
     stream.write_all(&request.repeat(2)).await.unwrap();
