@@ -20,13 +20,14 @@ pub fn client_request_heads(data: &[u8], piece: usize) -> usize {
     let piece = piece.clamp(1, 4096);
     let (mut buf, mut fed, mut parsed) = (BytesMut::new(), 0, 0);
     loop {
-        let (before, unparsed) = (buf.len(), buf.clone());
+        let before = buf.len();
         match downstream::parse_head(&mut buf, 8 * 1024) {
             Ok(Some(head)) => {
                 assert!(buf.len() < before, "a parsed head was left in the buffer");
                 let request = head.request();
                 // Empty lines before a request line are skipped (RFC 9112 2.2).
-                let line = unparsed[..before - buf.len()].trim_ascii_start();
+                // `buf` holds the last bytes fed: the head was `data`'s bytes before them.
+                let line = data[fed - before..fed - buf.len()].trim_ascii_start();
                 let method = request.method().as_str().as_bytes();
                 assert!(line.starts_with(method), "another method than the line's");
                 let target = request.uri().to_string();
