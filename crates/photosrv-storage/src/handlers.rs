@@ -22,6 +22,12 @@ pub type StorageBody = BoxBody<Bytes, std::io::Error>;
 /// Files are read and written in chunks of this size; a file no larger is read at once.
 const CHUNK: usize = 256 * 1024;
 
+/// The longest file name and path Linux takes (NAME_MAX, PATH_MAX less its NUL). A PUT is
+/// written under a short temporary name first, so without this check a name too long would
+/// only fail at the final rename, after the whole body was read and synced.
+const NAME_MAX: usize = 255;
+const PATH_MAX: usize = 4095;
+
 const ALLOW: &str = "OPTIONS, GET, HEAD, PUT, DELETE, MKCOL";
 
 fn full(bytes: impl Into<Bytes>) -> StorageBody {
@@ -528,6 +534,11 @@ impl Storage {
         let prepared = {
             let (dir, temp_path, path) = (dir.clone(), temp_path.clone(), path.clone());
             tokio::task::spawn_blocking(move || {
+                if path.as_os_str().len() > PATH_MAX
+                    || path.file_name().is_some_and(|name| name.len() > NAME_MAX)
+                {
+                    return Err(rustix::io::Errno::NAMETOOLONG.into());
+                }
                 if path.is_dir() {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::AlreadyExists,

@@ -485,6 +485,20 @@ async fn webdav_odds_and_ends() {
     }
     assert!(node.dir.path().join("c").is_dir());
     assert_eq!(mkcol(&long_name).await.unwrap().status(), 414);
+    // The name is refused before the body is read: a client announcing 50 MB under a name
+    // the file system cannot take gets its 414 without sending any of them. So is a path
+    // whose parent fits (and so its temporary file) but whose whole does not.
+    let long_path = format!("{}/{}", "/d".repeat(1_950), "n".repeat(200));
+    for path in [&long_name, &long_path] {
+        let head = format!("PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n");
+        let answer = raw(node.addr, head.as_bytes(), false).await;
+        assert!(answer.starts_with("HTTP/1.1 414"), "{answer:?}");
+    }
+    let longest_name = node.url(&format!("/{}", "n".repeat(255)));
+    let put = http.put(&longest_name).body("x").send().await.unwrap();
+    assert_eq!(put.status(), 201, "255 bytes is a name");
+    let delete = http.delete(&longest_name).send().await.unwrap();
+    assert_eq!(delete.status(), 204);
     assert_eq!(node.files(), ["m.bin"]);
 }
 
