@@ -344,6 +344,34 @@ mod tests {
         );
         assert!(node.pool.take(now).is_none());
         assert_eq!(node.pool.len(), 0);
+        // At its time exactly a connection is still kept; past it, it is not.
+        for since in [start, start + IDLE_TIMEOUT] {
+            node.pool.keep(
+                Connection::new(upstream.connect_tcp(&node).await.unwrap()),
+                since,
+            );
+        }
+        assert_eq!(node.pool.len(), 2);
+        assert!(node
+            .pool
+            .take(start + IDLE_TIMEOUT + Duration::from_nanos(1))
+            .is_some());
+        assert_eq!(node.pool.len(), 0, "the older one expired");
+    }
+
+    /// However many connections a burst opened, at most `MAX_KEPT` stay idle per node.
+    #[tokio::test]
+    async fn at_most_max_kept_connections_are_kept() {
+        let (_fake, node) = fake_node(usize::MAX, Duration::ZERO).await;
+        let upstream = upstream();
+        let now = Instant::now();
+        for _ in 0..=MAX_KEPT {
+            node.pool.keep(
+                Connection::new(upstream.connect_tcp(&node).await.unwrap()),
+                now,
+            );
+        }
+        assert_eq!(node.pool.len(), MAX_KEPT);
     }
 
     /// The node closes every connection after one answer, as a node does at its
@@ -375,6 +403,20 @@ mod tests {
         assert_eq!(body(response).await.unwrap(), "ok");
         assert_eq!(fake.accepted(), 1);
         assert_eq!(node.pool.len(), 1);
+    }
+
+    /// A new connection that gets no answer is the node's failure, not a stale kept
+    /// connection's: the request is not sent again (another replica may take it), and
+    /// nothing is kept.
+    #[tokio::test]
+    async fn a_new_connection_without_an_answer_is_not_tried_again() {
+        let (fake, node) = fake_node(0, Duration::ZERO).await;
+        let sent = tokio::time::timeout(Duration::from_secs(5), upstream().send(&node, GET, false))
+            .await
+            .expect("the request was sent over and over");
+        assert!(sent.is_err());
+        assert_eq!(fake.accepted(), 1);
+        assert_eq!(node.pool.len(), 0);
     }
 
     /// Each way a node frames a body arrives byte-exact; the connection is kept when the
