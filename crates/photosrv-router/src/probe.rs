@@ -196,6 +196,15 @@ mod tests {
         .await;
         assert!(probe(&fake).await.is_err());
         assert_eq!(fake.accepted(), 1);
+        // A new connection closed without a word: the node's failure, not sent again.
+        let fake = FakeNode::start(Script {
+            answers: 0,
+            ..Script::default()
+        })
+        .await;
+        let probed = tokio::time::timeout(Duration::from_secs(5), probe(&fake)).await;
+        assert!(probed.expect("the probe was sent over and over").is_err());
+        assert_eq!(fake.accepted(), 1);
     }
 
     /// The node closes every connection after one answer, as at its keep-alive limit.
