@@ -36,6 +36,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::pin::{pin, Pin};
 use std::task::Poll;
+use std::thread::LocalKey;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, Interest};
 use tokio::net::TcpStream;
@@ -75,12 +76,17 @@ impl Pipe {
 
     /// Keeps an emptied pipe for the next body on this thread.
     fn give_back(self) {
-        SPARE_PIPES.with_borrow_mut(|spare| {
-            if spare.len() < SPARES {
-                spare.push(self);
-            }
-        });
+        keep_spare(&SPARE_PIPES, self);
     }
+}
+
+/// Keeps `spare` for the next body on this thread, unless `SPARES` are kept already.
+fn keep_spare<T>(spares: &'static LocalKey<RefCell<Vec<T>>>, spare: T) {
+    spares.with_borrow_mut(|kept| {
+        if kept.len() < SPARES {
+            kept.push(spare);
+        }
+    });
 }
 
 /// Which side of a transfer failed.
@@ -133,11 +139,7 @@ pub(crate) async fn copy(
             .await
             .map_err(Broken::Client)?;
     }
-    SPARE_BUFFERS.with_borrow_mut(|spare| {
-        if spare.len() < SPARES {
-            spare.push(buffer);
-        }
-    });
+    keep_spare(&SPARE_BUFFERS, buffer);
     Ok(())
 }
 
@@ -297,6 +299,17 @@ mod tests {
                 assert!(got == sent, "{length} bytes, {way:?}");
             }
         }
+    }
+
+    /// A thread keeps up to `SPARES` emptied pipes (and copy buffers) for the next bodies,
+    /// and closes the rest.
+    #[test]
+    fn a_thread_keeps_a_few_spare_pipes() {
+        let pipes: Vec<Pipe> = (0..=SPARES).map(|_| Pipe::take(4096).unwrap()).collect();
+        for pipe in pipes {
+            pipe.give_back();
+        }
+        assert_eq!(SPARE_PIPES.with_borrow(Vec::len), SPARES);
     }
 
     #[tokio::test]
