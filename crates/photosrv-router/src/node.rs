@@ -115,3 +115,52 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node whose clock has run for a minute, so that ejections can be set to have ended.
+    fn node() -> Node {
+        let epoch = Instant::now().checked_sub(Duration::from_secs(60)).unwrap();
+        Node::new(NodeAddr::parse("http://127.0.0.1:9").unwrap(), epoch)
+    }
+
+    #[test]
+    fn a_healthy_node_goes_first_for_everyone() {
+        let node = node();
+        assert!(!node.is_ejected());
+        assert!(node.take_first(Duration::from_secs(1)));
+        assert!(node.take_first(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn an_ejected_node_goes_last_until_its_time_is_up() {
+        let node = node();
+        node.eject();
+        assert!(node.is_ejected());
+        assert!(!node.take_first(Duration::from_secs(1)));
+        // A good answer from it (to a request that had no other node) ends the ejection.
+        node.restore();
+        assert!(!node.is_ejected());
+        assert!(node.take_first(Duration::from_secs(1)));
+    }
+
+    /// Once its ejection has run out, one caller gets the trial request; everyone else
+    /// finds the node ejected for the lease, then the next caller gets a trial of its own.
+    #[test]
+    fn an_ejection_that_ran_out_gives_one_trial_at_a_time() {
+        let node = node();
+        // Its time is up: a second ago, or this very millisecond.
+        let a_second_ago = node.epoch.elapsed().as_millis() as u64 - 1000;
+        for until in [a_second_ago, node.now_ms()] {
+            node.ejected_until_ms.store(until, Ordering::Relaxed);
+            assert!(!node.is_ejected(), "its time is up");
+        }
+        assert!(node.take_first(Duration::from_secs(60)));
+        assert!(node.is_ejected(), "under trial");
+        assert!(!node.take_first(Duration::from_secs(60)));
+        node.ejected_until_ms.store(a_second_ago, Ordering::Relaxed);
+        assert!(node.take_first(Duration::ZERO), "the lease ran out");
+    }
+}
