@@ -137,7 +137,11 @@ mod tests {
     #[test]
     fn an_ejected_node_goes_last_until_its_time_is_up() {
         let node = node();
+        let before = node.epoch.elapsed().as_millis() as u64;
         node.eject();
+        let after = node.epoch.elapsed().as_millis() as u64;
+        let until = node.ejected_until_ms.load(Ordering::Relaxed);
+        assert!((before + 2_000..=after + 2_000).contains(&until), "for 2 s");
         assert!(node.is_ejected());
         assert!(!node.take_first(Duration::from_secs(1)));
         // A good answer from it (to a request that had no other node) ends the ejection.
@@ -157,7 +161,14 @@ mod tests {
             node.ejected_until_ms.store(until, Ordering::Relaxed);
             assert!(!node.is_ejected(), "its time is up");
         }
+        let before = node.epoch.elapsed().as_millis() as u64;
         assert!(node.take_first(Duration::from_secs(60)));
+        let after = node.epoch.elapsed().as_millis() as u64;
+        let until = node.ejected_until_ms.load(Ordering::Relaxed);
+        assert!(
+            (before + 60_000..=after + 60_000).contains(&until),
+            "a lease of 60 s"
+        );
         assert!(node.is_ejected(), "under trial");
         assert!(!node.take_first(Duration::from_secs(60)));
         node.ejected_until_ms.store(a_second_ago, Ordering::Relaxed);
