@@ -40,17 +40,18 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     diff == 0
 }
 
-/// Writes `content` to `path` atomically: a temporary file, fsync, rename, fsync the dir.
+/// Writes `content` to `path` atomically: a temporary file beside it, fsync, rename, fsync
+/// the directory.
 fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let temp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
         file.write_all(content)?;
@@ -133,7 +134,89 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
-    use super::same_secret;
+    use super::*;
+    use photosrv_config::{Config, Roster, Settings};
+    use std::path::PathBuf;
+
+    const ONE_RING: &str =
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://a:1\n</shards>\n</dc1>\n</photosrv>\n";
+    const TWO_RINGS: &str = "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://a:1\n</shards>\n</dc1>\n<migration>\n<dc1>\n<shards>\nshard1 http://b:1\n</shards>\n</dc1>\n</migration>\n</photosrv>\n";
+
+    /// The state restored from a file holding `saved` (none when None), for `config_text`.
+    fn restored(config_text: &str, saved: Option<&str>) -> Result<MigrationState, ReloadError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        if let Some(saved) = saved {
+            std::fs::write(&path, saved).unwrap();
+        }
+        restore_from(config_text, path)
+    }
+
+    fn restore_from(config_text: &str, path: PathBuf) -> Result<MigrationState, ReloadError> {
+        let config = Config::parse(Path::new("t.cfg"), config_text.as_bytes()).unwrap();
+        let flags = Settings {
+            migration_state: Some(path),
+            ..Settings::default()
+        };
+        let options = RouterOptions::resolve(&config, flags);
+        let table = RoutingTable::build(&config, &Roster::all_live(), None, None).unwrap();
+        restore(&options, &table)
+    }
+
+    #[test]
+    fn the_saved_state_is_restored() {
+        assert_eq!(restored(TWO_RINGS, None).unwrap(), MigrationState::Old);
+        for state in [
+            MigrationState::Old,
+            MigrationState::Both,
+            MigrationState::New,
+        ] {
+            // Go's file has no newline; one written by hand may.
+            for saved in [state.go_name().to_owned(), format!("{}\n", state.go_name())] {
+                assert_eq!(
+                    restored(TWO_RINGS, Some(&saved)).unwrap(),
+                    state,
+                    "{saved:?}"
+                );
+            }
+        }
+        assert_eq!(
+            restored(ONE_RING, Some("msOldConfig")).unwrap(),
+            MigrationState::Old,
+            "no migration ring is needed to stay on the old one"
+        );
+    }
+
+    /// A state that cannot be read or used stops the router from starting (or a reload
+    /// from taking effect) instead of quietly routing on the old ring.
+    #[test]
+    fn a_state_that_cannot_be_used_is_an_error() {
+        let a_directory = tempfile::tempdir().unwrap();
+        let errors = [
+            restored(ONE_RING, Some("msBothConfigs")),
+            restored(ONE_RING, Some("msNewConfig")),
+            restored(TWO_RINGS, Some("both")),
+            restored(TWO_RINGS, Some("")),
+            restore_from(TWO_RINGS, a_directory.path().to_owned()),
+        ];
+        for error in errors {
+            assert!(matches!(error, Err(ReloadError::Migration(_))), "{error:?}");
+        }
+    }
+
+    #[test]
+    fn the_state_file_is_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        write_atomically(&path, b"msBothConfigs").unwrap();
+        write_atomically(&path, b"msNewConfig").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "msNewConfig");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state"], "no temporary file is left");
+    }
 
     #[test]
     fn secrets_compare_exactly() {
