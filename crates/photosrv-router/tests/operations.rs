@@ -300,3 +300,51 @@ async fn the_watcher_does_not_reread_files_on_its_own_reads() {
         .count();
     assert_eq!(opens, 1, "only the test's own read opened a file");
 }
+
+/// A change is seen by watching the files' directories, not only by the poll: with a poll
+/// of ten minutes, an in-place edit of the roster and a symlink swapped in by rename still
+/// take effect. A reload with nothing changed publishes nothing; a forced one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_seen_without_waiting_for_the_poll() {
+    use photosrv_router::Reloaded;
+    use std::time::{Duration, Instant};
+    let router = RouterBuilder::new(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://127.0.0.1:1 http://127.0.0.1:2\n</shards>\n</dc1>\n</photosrv>\n",
+    )
+    .roster("n 127.0.0.1:1\nm 127.0.0.1:2\n")
+    .settings(|s| s.reload_poll_ms = Some(600_000))
+    .start()
+    .await
+    .unwrap();
+    let live = || router.router.table().primary.shards[0].live.len();
+    assert_eq!(live(), 2);
+    // Each change is made again every half second until it is seen, so a change made
+    // before the watches were in place is not what the test waits for.
+    let roster = router.roster_path();
+    let dir = router.dir.path().to_owned();
+    let changes: [(&dyn Fn(), usize); 2] = [
+        (&|| std::fs::write(&roster, "n 127.0.0.1:1\n").unwrap(), 1),
+        (
+            &|| {
+                std::fs::write(dir.join("roster.v2"), "n 127.0.0.1:1\nm 127.0.0.1:2\n").unwrap();
+                let _ = std::fs::remove_file(dir.join("roster.new"));
+                std::os::unix::fs::symlink("roster.v2", dir.join("roster.new")).unwrap();
+                std::fs::rename(dir.join("roster.new"), &roster).unwrap();
+            },
+            2,
+        ),
+    ];
+    for (change, want) in changes {
+        let until = Instant::now() + Duration::from_secs(10);
+        while live() != want {
+            assert!(Instant::now() < until, "not seen in 10 s: {} live", live());
+            change();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    assert_eq!(router.router.reload(false).unwrap(), Reloaded::Unchanged);
+    assert_eq!(
+        router.router.reload(true).unwrap(),
+        Reloaded::Changed(vec![])
+    );
+}
