@@ -183,3 +183,88 @@ async fn sighup_reloads_and_a_second_router_can_share_the_port() {
     signal(&child, "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
+
+/// The lines log pipelines read: one access line per request, with numbers as numbers, and
+/// Go's "Not found" line (JSON after the words) for a key no replica has, and for nothing
+/// else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_logged_as_log_pipelines_expect() {
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("here.jpg"), PAYLOAD).unwrap();
+    let node = FaultyNode::start(Fault::SlowFiles(Duration::ZERO, files.path().to_owned()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("photosrv.cfg");
+    let text = format!(
+        "<photosrv>\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
+        node.url()
+    );
+    std::fs::write(&config, text).unwrap();
+    let (mut child, addr, log) = serve(&config);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &str| {
+        http.get(format!("http://{addr}{path}"))
+            .header("user-agent", "pipeline-test/1")
+            .header("referer", "http://referrer.example/page")
+            .send()
+    };
+    assert_eq!(get("/here.jpg").await.unwrap().status(), 200);
+    assert_eq!(get("/missing.jpg").await.unwrap().status(), 404);
+    assert_eq!(get("/%00.jpg").await.unwrap().status(), 400);
+
+    let lines = |target: &str| -> Vec<serde_json::Value> {
+        let needle = format!("\"target\":\"{target}\"");
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(&needle))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lines("photosrv::access").len() < 3 {
+        assert!(Instant::now() < deadline, "{:?}", log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let access = lines("photosrv::access");
+    let [ok, missing, refused] = &access[..] else {
+        panic!("one access line per request: {access:?}");
+    };
+    for (line, path, status) in [
+        (ok, "/here.jpg", 200),
+        (missing, "/missing.jpg", 404),
+        (refused, "/%00.jpg", 400),
+    ] {
+        assert_eq!(line["path"], path, "{line}");
+        assert_eq!(line["status"], status, "{line}");
+        assert!(
+            line["ms"]
+                .as_f64()
+                .is_some_and(|ms| (0.0..10_000.0).contains(&ms)),
+            "milliseconds: {line}"
+        );
+        assert!(line["client"].as_str().unwrap().starts_with("127.0.0.1:"));
+    }
+    assert_eq!(ok["bytes"], PAYLOAD.len(), "{ok}");
+    assert_eq!(ok["node"], node.url(), "{ok}");
+    assert_eq!(ok["shard"], "shard1", "{ok}");
+    assert_eq!(ok["attempts"], 1, "{ok}");
+    assert_eq!(refused["node"], "", "never forwarded: {refused}");
+
+    let not_found = lines("photosrv::notfound");
+    let [line] = &not_found[..] else {
+        panic!("one Not found line, for the missing key: {not_found:?}");
+    };
+    let message = line["message"].as_str().unwrap();
+    let fields: serde_json::Value =
+        serde_json::from_str(message.strip_prefix("Not found: ").unwrap()).unwrap();
+    assert_eq!(fields["UserAgent"], "pipeline-test/1");
+    assert_eq!(fields["Referer"], "http://referrer.example/page");
+    assert_eq!(fields["Status"], "404");
+    assert_eq!(fields["URL"], "/missing.jpg");
+    assert_eq!(fields["IP"], missing["client"]);
+
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
