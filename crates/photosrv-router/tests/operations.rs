@@ -248,6 +248,20 @@ async fn health_and_introspection_endpoints() {
         .starts_with("shard"));
     let config = get_json(&format!("{admin}/config")).await;
     assert_eq!(config["primary"]["shards"].as_array().unwrap().len(), 2);
+    let gauge = |metrics: &str, ring: &str| {
+        let name = format!("photosrv_shards_without_live_node{{ring=\"{ring}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&name))
+            .map(str::to_owned)
+    };
+    let metrics = get_text(&format!("{admin}/metrics")).await;
+    assert_eq!(
+        gauge(&metrics, "primary").as_deref(),
+        Some("0"),
+        "{metrics}"
+    );
+    assert_eq!(gauge(&metrics, "migration").as_deref(), Some("0"));
 
     // Take shard2's only node out of the roster: not ready, and why.
     std::fs::write(
@@ -263,6 +277,12 @@ async fn health_and_introspection_endpoints() {
     assert_eq!(
         vars["MissingShards"]["Primary"],
         serde_json::json!(["shard2"])
+    );
+    let metrics = get_text(&format!("{admin}/metrics")).await;
+    assert_eq!(
+        gauge(&metrics, "primary").as_deref(),
+        Some("1"),
+        "{metrics}"
     );
 }
 
