@@ -368,3 +368,49 @@ async fn changes_are_seen_without_waiting_for_the_poll() {
         Reloaded::Changed(vec![])
     );
 }
+
+/// A reloader that was stopped, or whose handle was dropped, reloads nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_reloader_reloads_nothing() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("photosrv.cfg");
+    std::fs::write(
+        &config_path,
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://127.0.0.1:1 http://127.0.0.1:2\n</shards>\n</dc1>\n</photosrv>\n",
+    )
+    .unwrap();
+    let roster = dir.path().join("roster");
+    std::fs::write(&roster, "n 127.0.0.1:1\n").unwrap();
+    let settings = photosrv_config::Settings {
+        roster: Some(roster.clone()),
+        reload_poll_ms: Some(20),
+        ..Default::default()
+    };
+    let config = photosrv_config::Config::load(&config_path).unwrap();
+    let router =
+        photosrv_router::Router::new(photosrv_router::RouterOptions::resolve(&config, settings))
+            .unwrap();
+    let live = || router.table().primary.shards[0].live.len();
+    for stop in [true, false] {
+        let reloader = router.spawn_reloader();
+        // It runs: a change is taken up.
+        let want = 3 - live();
+        let hosts = ["n 127.0.0.1:1\n", "n 127.0.0.1:1\nm 127.0.0.1:2\n"];
+        std::fs::write(&roster, hosts[want - 1]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while live() != want {
+            assert!(Instant::now() < deadline, "the reloader does not run");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if stop {
+            reloader.stop().await;
+        } else {
+            drop(reloader);
+        }
+        std::fs::write(&roster, hosts[2 - want]).unwrap();
+        // Fifteen polls' time.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(live(), want, "reloaded after it was stopped (stop: {stop})");
+    }
+}
