@@ -378,10 +378,9 @@ impl RoutingTable {
             }
         }
         if self.rewriter.rules() != old.rewriter.rules() {
-            changes.push(format!(
-                "prefix rewrites: {} rules",
-                self.rewriter.rules().len()
-            ));
+            let rules = self.rewriter.rules().len();
+            let plural = if rules == 1 { "" } else { "s" };
+            changes.push(format!("prefix rewrites: {rules} rule{plural}"));
         }
         changes
     }
@@ -443,6 +442,39 @@ mod tests {
             &fewer.primary.shards[0].configured[0]
         ));
         assert_eq!(fewer.diff(&all), ["shard1: -http://b:1 (1 live)"]);
+    }
+
+    /// Each kind of change gets its line in the reload log.
+    #[test]
+    fn every_kind_of_change_is_reported() {
+        let table = |chooser: &str, shards: &str, more: &str| {
+            let text = format!("<photosrv>\nchooser {chooser}\n<dc1>\n<shards>\n{shards}</shards>\n</dc1>\n{more}</photosrv>\n");
+            RoutingTable::build(&config(&text), &Roster::all_live(), None, None).unwrap()
+        };
+        let two = "shard1 http://a:1\nshard2 http://b:1\n";
+        let three = "shard1 http://a:1\nshard2 http://b:1\nshard3 http://c:1\n";
+        let migration =
+            "<migration>\n<dc1>\n<shards>\nshard1 http://e:1\n</shards>\n</dc1>\n</migration>\n";
+        let rewrite = "<prefix_rewrite>\n/a /b\n</prefix_rewrite>\n";
+        let jump = table("jump", two, "");
+        assert_eq!(table("jump", two, "").diff(&jump), Vec::<String>::new());
+        assert_eq!(
+            table("chash", two, "").diff(&jump),
+            ["ring: jump 2 shards -> chash 2 shards"]
+        );
+        assert_eq!(
+            table("jump", three, "").diff(&jump),
+            [
+                "ring: jump 2 shards -> jump 3 shards",
+                "shard3: +http://c:1 (1 live)"
+            ]
+        );
+        let with_migration = table("jump", two, migration);
+        assert_eq!(with_migration.diff(&jump), ["migration ring added"]);
+        assert_eq!(jump.diff(&with_migration), ["migration ring removed"]);
+        let rewritten = table("jump", two, rewrite);
+        assert_eq!(rewritten.diff(&jump), ["prefix rewrites: 1 rule"]);
+        assert_eq!(jump.diff(&rewritten), ["prefix rewrites: 0 rules"]);
     }
 
     proptest::proptest! {
