@@ -113,6 +113,25 @@ async fn migration_switching_needs_post_and_the_key_and_survives_a_restart() {
         .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(std::fs::read_to_string(&state_file).unwrap(), "msNewConfig");
+
+    // "abort" goes back to the old ring; an unknown action changes nothing.
+    let (status, text) = admin_post(&format!(
+        "{}/migration/abort?key=s3cret",
+        router.admin_url()
+    ))
+    .await;
+    assert_eq!(
+        (status, text.trim()),
+        (200, "currentMigrationState = msOldConfig (was msNewConfig)")
+    );
+    assert_eq!(std::fs::read_to_string(&state_file).unwrap(), "msOldConfig");
+    let (status, _) = admin_post(&format!(
+        "{}/migration/restart?key=s3cret",
+        router.admin_url()
+    ))
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(router.router.migration_state(), MigrationState::Old);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,12 +261,25 @@ async fn health_and_introspection_endpoints() {
     );
     let route = get_json(&format!("{admin}/route?key=images/a.jpg")).await;
     assert_eq!(route["key"], "images/a.jpg");
-    assert!(route["rings"][0]["shard"]
-        .as_str()
-        .unwrap()
-        .starts_with("shard"));
+    let shard = route["rings"][0]["shard"].as_str().unwrap();
+    let node_of = |shard: &str| match shard {
+        "shard1" => &cluster.nodes[0][0],
+        _ => &cluster.nodes[1][0],
+    };
+    // Each node of a shard: its URL, whether the roster lists it, whether it is ejected.
+    let node =
+        |url: String, live: bool| serde_json::json!({"url": url, "live": live, "ejected": false});
+    assert_eq!(
+        route["rings"][0]["nodes"],
+        serde_json::json!([node(node_of(shard).url(), true)]),
+        "{route}"
+    );
     let config = get_json(&format!("{admin}/config")).await;
     assert_eq!(config["primary"]["shards"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        config["primary"]["shards"][1]["nodes"],
+        serde_json::json!([node(cluster.nodes[1][0].url(), true)])
+    );
     let gauge = |metrics: &str, ring: &str| {
         let name = format!("photosrv_shards_without_live_node{{ring=\"{ring}\"}} ");
         metrics
@@ -283,6 +315,11 @@ async fn health_and_introspection_endpoints() {
         gauge(&metrics, "primary").as_deref(),
         Some("1"),
         "{metrics}"
+    );
+    let config = get_json(&format!("{admin}/config")).await;
+    assert_eq!(
+        config["primary"]["shards"][1]["nodes"],
+        serde_json::json!([node(cluster.nodes[1][0].url(), false)])
     );
 }
 
