@@ -171,8 +171,10 @@ impl Router {
     }
 
     /// Watches the config's and roster's directories and reloads on change, with a poll
-    /// every `reload_poll` as a fallback. Runs until the returned handle is dropped.
+    /// every `reload_poll` as a fallback. Runs until the returned handle is stopped or
+    /// dropped.
     pub fn spawn_reloader(&self) -> ReloaderHandle {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok_and(|event| may_change_content(&event.kind)) {
@@ -210,6 +212,10 @@ impl Router {
                     }
                 }
                 tokio::select! {
+                    biased;
+                    // Stopped, or the handle dropped. Checked between reloads only: a
+                    // reload under way finishes, so none happens after `stop` returns.
+                    _ = &mut stopped => break,
                     _ = tick.tick() => {}
                     Some(()) = rx.recv() => {
                         // Let a burst of events (an editor's save, a symlink swap) settle.
@@ -221,7 +227,7 @@ impl Router {
                 let _ = tokio::task::spawn_blocking(move || router.reload(false)).await;
             }
         });
-        ReloaderHandle { task }
+        ReloaderHandle { stop, task }
     }
 }
 
@@ -237,22 +243,20 @@ fn may_change_content(kind: &notify::EventKind) -> bool {
     }
 }
 
-/// Stops the reloader when dropped.
+/// Stops the reloader when stopped or dropped: no reload starts after that.
 pub struct ReloaderHandle {
+    /// Dropping it stops the reloader.
+    stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ReloaderHandle {
-    /// Stops the reloader and waits until its file watches are gone, e.g. before removing
-    /// the directory they watch (which would make removing them fail, with a log line).
-    pub async fn stop(mut self) {
-        self.task.abort();
-        let _ = (&mut self.task).await;
-    }
-}
-
-impl Drop for ReloaderHandle {
-    fn drop(&mut self) {
-        self.task.abort();
+    /// Stops the reloader and waits until a reload under way has finished and its file
+    /// watches are gone, e.g. before removing the directory they watch (which would make
+    /// removing them fail, with a log line).
+    pub async fn stop(self) {
+        let ReloaderHandle { stop, task } = self;
+        drop(stop);
+        let _ = task.await;
     }
 }
