@@ -454,3 +454,79 @@ async fn a_stopped_reloader_reloads_nothing() {
         assert_eq!(live(), want, "reloaded after it was stopped (stop: {stop})");
     }
 }
+
+/// `/ready` asks for a live node in every shard of the rings the migration state reads:
+/// the old ring, both, or the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_follows_the_rings_in_use() {
+    let config = two_ring_config("http://127.0.0.1:1", "http://127.0.0.1:2", "");
+    let http = client();
+    // Which node the roster lists, then per state: the status and what is missing.
+    let cases = [
+        (
+            "a 127.0.0.1:1\n",
+            [
+                (200, "ready"),
+                (503, "not ready: no live node in migration shard1"),
+                (503, "not ready: no live node in migration shard1"),
+            ],
+        ),
+        (
+            "b 127.0.0.1:2\n",
+            [
+                (503, "not ready: no live node in primary shard1"),
+                (503, "not ready: no live node in primary shard1"),
+                (200, "ready"),
+            ],
+        ),
+    ];
+    for (roster, per_state) in cases {
+        let router = RouterBuilder::new(config.clone())
+            .roster(roster)
+            .settings(|s| s.migration_key = Some("k".into()))
+            .start()
+            .await
+            .unwrap();
+        let states = [
+            MigrationState::Old,
+            MigrationState::Both,
+            MigrationState::New,
+        ];
+        for (state, (status, text)) in states.into_iter().zip(per_state) {
+            router.router.switch_migration(state, Some("k")).unwrap();
+            let ready = http
+                .get(format!("{}/ready", router.admin_url()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(ready.status(), status, "{roster:?} {state:?}");
+            assert_eq!(ready.text().await.unwrap().trim(), text);
+        }
+    }
+}
+
+/// The admin endpoints answer GET and HEAD; other methods get 405 with the methods allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_answer_get_and_head_only() {
+    let router = RouterBuilder::new(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 http://127.0.0.1:1\n</shards>\n</dc1>\n</photosrv>\n",
+    )
+    .start()
+    .await
+    .unwrap();
+    let http = client();
+    let url = format!("{}/live", router.admin_url());
+    assert_eq!(http.head(&url).send().await.unwrap().status(), 200);
+    for method in ["POST", "PUT", "DELETE"] {
+        let response = http
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                &url,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["allow"], "GET, HEAD");
+    }
+}
