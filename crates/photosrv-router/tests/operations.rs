@@ -182,19 +182,34 @@ async fn debug_vars_has_every_go_name_and_metrics_count_exactly() {
     );
     assert_eq!(vars["MigrationState"], "msOldConfig");
 
-    let requests_total = || async {
-        let text = get_text(&format!("{}/metrics", router.admin_url())).await;
-        text.lines()
-            .filter(|l| l.starts_with("photosrv_requests_total{"))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-            .sum::<u64>()
+    // The requests counted with labels holding `part` (all of them for "").
+    let metrics_url = format!("{}/metrics", router.admin_url());
+    let requests_total = |part: &'static str| {
+        let metrics_url = metrics_url.clone();
+        async move {
+            let text = get_text(&metrics_url).await;
+            text.lines()
+                .filter(|l| l.starts_with("photosrv_requests_total{") && l.contains(part))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+                .sum::<u64>()
+        }
     };
-    let before = requests_total().await;
+    let before = requests_total("").await;
+    let labels = [
+        r#"method="GET",status="404",shard="shard"#,
+        r#"method="HEAD",status="404",shard="shard"#,
+        r#"method="GET",status="400",shard="""#,
+        r#"method="HEAD",status="400",shard="""#,
+    ];
+    let mut before_by_label = Vec::new();
+    for part in labels {
+        before_by_label.push(requests_total(part).await);
+    }
     for i in 0..37 {
         let path = if i % 3 == 0 {
             format!("/missing/{i}")
         } else {
-            "/../x".to_owned()
+            "/a%00b".to_owned()
         };
         let method = if i % 2 == 0 {
             reqwest::Method::GET
@@ -206,7 +221,15 @@ async fn debug_vars_has_every_go_name_and_metrics_count_exactly() {
             .await
             .unwrap();
     }
-    assert_eq!(requests_total().await - before, 37);
+    assert_eq!(requests_total("").await - before, 37);
+    // By method, status and shard: the missing keys were routed to a shard (0, 6, ... 36 by
+    // GET; 3, 9, ... 33 by HEAD), the refused paths to none.
+    for (part, (was, want)) in labels
+        .into_iter()
+        .zip(before_by_label.into_iter().zip([7, 6, 12, 12]))
+    {
+        assert_eq!(requests_total(part).await - was, want, "{part}");
+    }
     let text = get_text(&format!("{}/metrics", router.admin_url())).await;
     for name in [
         "photosrv_upstream_latency_seconds_bucket",
