@@ -248,3 +248,85 @@ impl Metrics {
         m
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// The request counts on the metrics page, by their labels as written there.
+    fn request_counts(registry: &Registry) -> HashMap<String, u64> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text.lines()
+            .filter_map(|line| line.strip_prefix("photosrv_requests_total"))
+            .map(|line| {
+                let (labels, count) = line.rsplit_once(' ').unwrap();
+                (labels.to_owned(), count.parse().unwrap())
+            })
+            .collect()
+    }
+
+    /// Every method and status is counted under its own labels, whether its counter is kept
+    /// at hand (GET and HEAD with a common status) or looked up each time.
+    #[test]
+    fn each_request_is_counted_under_its_own_labels() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let counters = ShardCounters::default();
+        let shard = ShardLabel(Arc::from("shard7"));
+        let statuses = [200, 206, 304, 404, 502, 503, 400, 500];
+        let methods = [
+            (MethodLabel::GET, "GET"),
+            (MethodLabel::HEAD, "HEAD"),
+            (MethodLabel::OTHER, "OTHER"),
+        ];
+        let mut expected = HashMap::new();
+        for (m, (method, name)) in methods.iter().enumerate() {
+            for (s, &status) in statuses.iter().enumerate() {
+                // A different number of requests for each pair of labels.
+                let times = 1 + m * statuses.len() + s;
+                for _ in 0..times {
+                    counters.count(&metrics, method.clone(), status, &shard);
+                }
+                let labels = format!(r#"{{method="{name}",status="{status}",shard="shard7"}}"#);
+                expected.insert(labels, times as u64);
+            }
+        }
+        assert_eq!(request_counts(&registry), expected);
+    }
+
+    /// A node's latency histogram has buckets from half a millisecond (a node on the same
+    /// rack) to ten seconds (past which the upstream timeout has usually struck).
+    #[test]
+    fn latency_buckets_span_half_a_millisecond_to_ten_seconds() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        metrics.node("http://n:1").latency.observe(0.003);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let buckets: Vec<(&str, &str)> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("photosrv_upstream_latency_seconds_bucket{"))
+            .map(|line| {
+                let le = line.split("le=\"").nth(1).unwrap();
+                let (le, _) = le.split_once('"').unwrap();
+                (le, line.rsplit(' ').next().unwrap())
+            })
+            .collect();
+        let bounds: Vec<&str> = buckets.iter().map(|(le, _)| *le).collect();
+        assert_eq!(
+            bounds,
+            [
+                "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+                "0.5", "1.0", "2.5", "5.0", "10.0", "+Inf"
+            ]
+        );
+        let counts: Vec<&str> = buckets.iter().map(|(_, count)| *count).collect();
+        assert_eq!(
+            counts[..4],
+            ["0", "0", "0", "1"],
+            "3 ms falls in the 5 ms bucket"
+        );
+    }
+}
