@@ -137,6 +137,53 @@ mod tests {
         assert_eq!(options.mode, ReplicaMode::Random);
     }
 
+    /// With nothing set, every option is the default docs/configuration.md gives.
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let o = RouterOptions::resolve(&config_with("").unwrap(), Settings::default());
+        let ms = Duration::from_millis;
+        assert_eq!(o.listen, "0.0.0.0:8888".parse().unwrap());
+        assert_eq!(o.admin_listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!((o.roster_path, o.dc), (None, None));
+        assert_eq!(o.mode, ReplicaMode::Random);
+        let timeouts = [
+            o.head_timeout,
+            o.connect_timeout,
+            o.upstream_timeout,
+            o.header_read_timeout,
+            o.send_timeout,
+            o.grace_period,
+            o.reload_poll,
+        ];
+        let documented = [200, 1_000, 15_000, 10_000, 60_000, 30_000, 1_000].map(ms);
+        assert_eq!(timeouts, documented);
+        assert_eq!(o.max_connections, 10_000);
+        assert_eq!(o.max_header_bytes, 65_536);
+        assert_eq!(o.upstream_buffer_bytes, 131_072);
+        assert_eq!((o.migration_key, o.migration_state), (None, None));
+        assert_eq!(o.log_format, LogFormat::Text);
+    }
+
+    /// As in Go, a head timeout of 0 means no multi-HEAD: random mode, and the default
+    /// timeout should multihead be asked for.
+    #[test]
+    fn a_head_timeout_of_zero_turns_multihead_off() {
+        let resolve = |setting: &str| {
+            let o = RouterOptions::resolve(&config_with(setting).unwrap(), Settings::default());
+            (o.mode, o.head_timeout)
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(resolve("head_timeout_ms 0"), (ReplicaMode::Random, ms(200)));
+        assert_eq!(
+            resolve("head_timeout_ms 1"),
+            (ReplicaMode::Multihead, ms(1))
+        );
+        assert_eq!(
+            resolve("mode multihead\nhead_timeout_ms 0"),
+            (ReplicaMode::Multihead, ms(200))
+        );
+    }
+
     /// A config with `setting` in its `<photosrv>` block.
     fn config_with(setting: &str) -> Result<Config, photosrv_config::ConfigError> {
         let text = format!("<photosrv>\n{setting}\n<dc1>\n<shards>\nshard1 http://a\n</shards>\n</dc1>\n</photosrv>\n");
