@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 
 const PAYLOAD: &[u8] = b"payload-0123456789-abcdefghijklmnopqrstuvwxyz";
 
+/// A running `photosrv serve`, its client address, and its log lines as they come.
+type Served = (Child, SocketAddr, Arc<Mutex<Vec<String>>>);
+
 /// Starts `photosrv serve` on ephemeral ports and returns it with its client address, read
 /// from its JSON log; the log lines keep flowing into the returned buffer.
-fn serve(config: &std::path::Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>>) {
+fn serve(config: &std::path::Path) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_photosrv"))
         .arg("serve")
         .arg("--config")
@@ -53,25 +56,24 @@ fn serve(config: &std::path::Path) -> (Child, SocketAddr, Arc<Mutex<Vec<String>>
 
 /// A node answering PAYLOAD after `delay`, a one-shard config over it, and `photosrv serve`
 /// on that config. Keep the node and the directory alive while the router runs.
-async fn serve_one_node(
-    delay: Duration,
-) -> (
-    FaultyNode,
-    tempfile::TempDir,
-    (Child, SocketAddr, Arc<Mutex<Vec<String>>>),
-) {
+async fn serve_one_node(delay: Duration) -> (FaultyNode, tempfile::TempDir, Served) {
     let node = FaultyNode::start(Fault::Slow(delay, PAYLOAD))
         .await
         .unwrap();
+    let (dir, served) = serve_one_shard(&node.url());
+    (node, dir, served)
+}
+
+/// A one-shard config over the node at `url`, in a directory of its own, and `photosrv
+/// serve` on that config. Keep the directory alive while the router runs.
+fn serve_one_shard(url: &str) -> (tempfile::TempDir, Served) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("photosrv.cfg");
-    let text = format!(
-        "<photosrv>\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
-        node.url()
-    );
+    let text =
+        format!("<photosrv>\n<dc1>\n<shards>\nshard1 {url}\n</shards>\n</dc1>\n</photosrv>\n");
     std::fs::write(&config, text).unwrap();
     let served = serve(&config);
-    (node, dir, served)
+    (dir, served)
 }
 
 fn signal(child: &Child, name: &str) {
@@ -194,14 +196,7 @@ async fn requests_are_logged_as_log_pipelines_expect() {
     let node = FaultyNode::start(Fault::SlowFiles(Duration::ZERO, files.path().to_owned()))
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("photosrv.cfg");
-    let text = format!(
-        "<photosrv>\n<dc1>\n<shards>\nshard1 {}\n</shards>\n</dc1>\n</photosrv>\n",
-        node.url()
-    );
-    std::fs::write(&config, text).unwrap();
-    let (mut child, addr, log) = serve(&config);
+    let (_dir, (mut child, addr, log)) = serve_one_shard(&node.url());
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     // Each request's time as its client saw it, in ms: the router's own count lies within.
     let mut client_ms = Vec::new();
