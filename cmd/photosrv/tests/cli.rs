@@ -140,18 +140,20 @@ fn interrupt(pid: u32) {
 
 #[test]
 fn demo_runs_a_cluster_and_ctrl_c_leaves_nothing_behind() {
-    let mut child = photosrv()
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = photosrv_testkit::ChildGuard(
+        photosrv()
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut router, mut admin, mut dir, mut sample) =
         (String::new(), String::new(), PathBuf::new(), String::new());

@@ -1,6 +1,6 @@
 //! `photosrv serve` as a process: SIGTERM under load, SIGHUP, JSON logs, SO_REUSEPORT.
 
-use photosrv_testkit::{Fault, FaultyNode};
+use photosrv_testkit::{ChildGuard, Fault, FaultyNode};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -10,29 +10,31 @@ use std::time::{Duration, Instant};
 const PAYLOAD: &[u8] = b"payload-0123456789-abcdefghijklmnopqrstuvwxyz";
 
 /// A running `photosrv serve`, its client address, and its log lines as they come.
-type Served = (Child, SocketAddr, Arc<Mutex<Vec<String>>>);
+type Served = (ChildGuard, SocketAddr, Arc<Mutex<Vec<String>>>);
 
 /// Starts `photosrv serve` on ephemeral ports and returns it with its client address, read
 /// from its JSON log; the log lines keep flowing into the returned buffer.
 fn serve(config: &std::path::Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_photosrv"))
-        .arg("serve")
-        .arg("--config")
-        .arg(config)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--grace-period-ms",
-            "10000",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_photosrv"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--grace-period-ms",
+                "10000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut addr = None;
     for line in lines.by_ref() {
