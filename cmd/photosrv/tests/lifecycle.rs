@@ -93,10 +93,11 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("photosrv did not exit within {limit:?}");
-        }
+        // The panic drops the child's guard, which kills it.
+        assert!(
+            Instant::now() <= deadline,
+            "photosrv did not exit within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
