@@ -5,10 +5,11 @@ Four nginx WebDAV nodes (2 shards x 2 replicas, from examples/nginx-storage.conf
 set of 4 KiB, 256 KiB and 4 MiB objects. In front of them: photosrv (random and multihead),
 nginx (`hash $request_uri consistent`, keepalive upstreams), HAProxy (`balance uri`,
 `hash-type consistent`), and direct access to one node as the ceiling, all running, measured
-one at a time in rounds (each round measures every proxy once, so the machine's drift hits all
-alike). Each proxy gets the same CPU budget (1 worker thread pinned to CPU 1 with taskset, then
-2 threads), the same wrk load (a Lua script rotating over the keys, fixed connections) and N
-runs, of which the median counts.
+one at a time in rounds (each round measures every proxy once, starting one proxy later than
+the round before, so the machine's drift hits all alike). Each proxy gets the same CPU budget
+(1 worker thread pinned to CPU 1 with taskset, then 2 threads), the same wrk load (a Lua script
+rotating over the keys, fixed connections) and N runs, of which the median counts. photosrv's
+ratios to nginx and HAProxy are also given round by round, each from one round's runs.
 
 Every object is stored on all four nodes, so every proxy's placement finds it: nginx and
 HAProxy hash differently from photosrv, and a 404 would not be a fair comparison.
@@ -504,6 +505,29 @@ def table(results):
     return "\n".join(lines)
 
 
+def paired(results):
+    """photosrv-random's ratios to nginx and HAProxy round by round: each round measures every
+    proxy within a minute, so a ratio taken within a round leaves out the drift between
+    rounds that a ratio of medians keeps. Per size (1 thread): throughput and CPU per request,
+    each round's ratio and their median."""
+    rows = {(r["proxy"], r["size"]): r for r in results if r["threads"] == 1}
+    lines = ["| size | against | req/s ratio per round | median | CPU per request ratio per round | median |",
+             "|---|---|---|---|---|---|"]
+    for size in SIZES:
+        ours = rows.get(("photosrv-random", size))
+        for other in ("nginx", "haproxy"):
+            theirs = rows.get((other, size))
+            if not ours or not theirs or len(ours["runs"]) != len(theirs["runs"]):
+                continue
+            rounds = list(zip(ours["runs"], theirs["runs"]))
+            rps = [a["rps"] / b["rps"] for a, b in rounds]
+            cpu = [a["cpu_s_per_10k"] / b["cpu_s_per_10k"] for a, b in rounds if a["cpu_s_per_10k"] and b["cpu_s_per_10k"]]
+            show = lambda ratios: " / ".join(f"{x:.2f}" for x in ratios)
+            cpu_columns = f"{show(cpu)} | {statistics.median(cpu):.2f}" if cpu else "- | -"
+            lines.append(f"| {size} | {other} | {show(rps)} | {statistics.median(rps):.2f} | {cpu_columns} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def budget(machine, results):
     """The proxies' CPU budget, as a line above the tables: the thread counts the run had."""
     share = machine.get("proxy_cpu_share")
@@ -600,6 +624,8 @@ def main():
         print(table(saved["results"]))
         print()
         print(targets(saved["results"], saved["machine"]["cpus"]))
+        print()
+        print(paired(saved["results"]))
         return
     if args.sizes is None:
         args.sizes = "4k,256k,4m" if args.suite == "router" else "4k,1m"
@@ -631,10 +657,14 @@ def main():
                 for size in args.sizes.split(","):
                     script = wrk_script(work, size, keys[size])
                     runs = {proxy: [] for proxy, _, _ in started}
-                    for _ in range(args.runs):
-                        for proxy, proc, port in started:
-                            runs[proxy].append(measure(proc, port, script, args.duration, args.connections,
-                                                       [n["pid"] for n in nodes]))
+                    for round_index in range(args.runs):
+                        # Each round starts one proxy later, so that a drift within a round
+                        # (the fifteenth session's run drifted against whoever went first)
+                        # does not always favour the same proxy.
+                        shift = round_index % len(started)
+                        for position, (proxy, proc, port) in enumerate(started[shift:] + started[:shift]):
+                            run = measure(proc, port, script, args.duration, args.connections, [n["pid"] for n in nodes])
+                            runs[proxy].append(dict(run, round=round_index, position=position))
                     for proxy, _, _ in started:
                         row = dict(median_run(runs[proxy]), proxy=proxy, size=size, threads=threads, runs=runs[proxy])
                         if row["non_2xx"]:
@@ -655,7 +685,7 @@ def main():
                "runs": args.runs, "duration_s": args.duration, "connections": args.connections,
                "proxy_cpu_share": args.proxy_cpu}
     (out / "results.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))
-    report = budget(machine, results) + "\n\n" + table(results) + "\n\n" + targets(results, machine["cpus"])
+    report = "\n\n".join([budget(machine, results), table(results), targets(results, machine["cpus"]), paired(results)])
     (out / "results.md").write_text(report + "\n")
     print()
     print(report)
