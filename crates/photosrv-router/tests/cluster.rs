@@ -7,7 +7,7 @@ use photosrv_config::ReplicaMode;
 use photosrv_router::MigrationState;
 use photosrv_testkit::{Fault, FaultyNode, RouterBuilder, RouterHandle};
 use std::time::{Duration, Instant};
-use support::{body_for, client, cluster_with_router, eventually, raw_exchange, Cluster};
+use support::{body_for, client, cluster_with_router, eventually, metric, raw_exchange, Cluster};
 
 /// The shard index (0-based) of `key` in the router's current table.
 fn shard_of(router: &photosrv_router::Router, key: &str) -> usize {
@@ -617,6 +617,87 @@ async fn multihead_serves_from_the_replica_that_has_the_object() {
             .unwrap();
         assert_eq!(head.status(), 200);
     }
+}
+
+/// HEAD probes go only where replicas race: none in random mode, none to a shard of one
+/// replica in multihead mode (its GET goes alone), one per replica of a larger shard. A key
+/// no replica has is a 404 in multihead mode too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_go_only_to_shards_whose_replicas_race() {
+    let Some(cluster) = Cluster::start("probes_where_replicas_race", 1, 3) else {
+        return;
+    };
+    let n = &cluster.nodes[0];
+    let config = format!(
+        "<photosrv>\nchooser jump\n<dc1>\n<shards>\nshard1 {} {}\nshard2 {}\n</shards>\n</dc1>\n</photosrv>\n",
+        n[0].url(),
+        n[1].url(),
+        n[2].url()
+    );
+    let random = RouterBuilder::new(config.clone()).start().await.unwrap();
+    let keys_in = |shard: usize| -> Vec<String> {
+        keys(100)
+            .into_iter()
+            .filter(|k| shard_of(&random.router, k) == shard)
+            .collect()
+    };
+    let (first_shard, second_shard) = (keys_in(0), keys_in(1));
+    let (pair, missing, lone) = (&first_shard[0], &first_shard[1], &second_shard[0]);
+    for node in &n[..2] {
+        node.seed(pair, b"pair").unwrap();
+    }
+    n[2].seed(lone, b"lone").unwrap();
+    let http = client();
+    let get = |router: &RouterHandle, key: &str| {
+        let url = format!("{}/{key}", router.url());
+        let http = http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let races = "photosrv_multihead_races_total";
+    for _ in 0..5 {
+        assert_eq!(get(&random, pair).await, (200, "pair".into()));
+        assert_eq!(get(&random, lone).await, (200, "lone".into()));
+    }
+    assert_eq!(metric(&random.admin_url(), races).await, 0);
+    for node in n {
+        assert!(
+            !node.access_log().contains("HEAD "),
+            "{}",
+            node.access_log()
+        );
+    }
+
+    let multihead = RouterBuilder::new(config)
+        .mode(ReplicaMode::Multihead)
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(get(&multihead, lone).await, (200, "lone".into()));
+    }
+    assert_eq!(metric(&multihead.admin_url(), races).await, 0);
+    assert!(
+        !n[2].access_log().contains("HEAD "),
+        "{}",
+        n[2].access_log()
+    );
+    for _ in 0..5 {
+        assert_eq!(get(&multihead, pair).await, (200, "pair".into()));
+    }
+    assert_eq!(metric(&multihead.admin_url(), races).await, 5);
+    let probe = format!("\"HEAD /{pair} ");
+    for node in &n[..2] {
+        // A race's losing probe may still be finishing, and nginx logs after answering.
+        let probed = eventually(Duration::from_secs(5), || {
+            node.access_log().matches(&probe).count() == 5
+        });
+        assert!(probed.await.is_some(), "{}", node.access_log());
+    }
+    assert_eq!(get(&multihead, missing).await.0, 404);
+    assert_eq!(metric(&multihead.admin_url(), races).await, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,8 @@ mod support;
 
 use photosrv_router::MigrationState;
 use photosrv_testkit::RouterBuilder;
-use support::{client, cluster_with_router, get_json, get_text, Cluster};
+use std::time::Duration;
+use support::{client, cluster_with_router, eventually, get_json, get_text, metric, Cluster};
 
 /// Old ring: shard1 on node A. New ring: shard1 on node B.
 fn two_ring_config(old: &str, new: &str, extra: &str) -> String {
@@ -132,6 +133,73 @@ async fn migration_switching_needs_post_and_the_key_and_survives_a_restart() {
     .await;
     assert_eq!(status, 404);
     assert_eq!(router.router.migration_state(), MigrationState::Old);
+}
+
+/// While both rings serve, a key only the old ring has costs random mode a GET to the new
+/// ring (its 404) and a retry, counted once per request; multihead mode asks the new ring's
+/// replicas with HEADs only and, as all say 404, sends its one GET to the old ring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_only_the_old_ring_has_costs_one_retry_or_heads_only() {
+    use photosrv_config::ReplicaMode;
+    let Some(cluster) = Cluster::start("old_ring_fallback", 2, 2) else {
+        return;
+    };
+    let (old, new) = (&cluster.nodes[0], &cluster.nodes[1]);
+    cluster.seed(0, "only-old.jpg", b"old");
+    let urls = |nodes: &[photosrv_testkit::NginxNode]| {
+        nodes.iter().map(|n| n.url()).collect::<Vec<_>>().join(" ")
+    };
+    let config = two_ring_config(&urls(old), &urls(new), "");
+    let state_dir = tempfile::tempdir().unwrap();
+    let state_file = state_dir.path().join("migration-state");
+    std::fs::write(&state_file, "msBothConfigs").unwrap();
+    let start = |mode| {
+        let state_file = state_file.clone();
+        RouterBuilder::new(config.clone())
+            .mode(mode)
+            .settings(move |s| s.migration_state = Some(state_file))
+            .start()
+    };
+    let get = |url: String| async move {
+        let response = client().get(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let retries = "photosrv_retries_total";
+
+    let random = start(ReplicaMode::Random).await.unwrap();
+    assert_eq!(random.router.migration_state(), MigrationState::Both);
+    for _ in 0..4 {
+        let url = format!("{}/only-old.jpg", random.url());
+        assert_eq!(get(url).await, (200, "old".into()));
+    }
+    assert_eq!(metric(&random.admin_url(), retries).await, 4);
+    let gets = |nodes: &[photosrv_testkit::NginxNode]| {
+        nodes
+            .iter()
+            .map(|n| n.access_log().matches("\"GET /only-old.jpg ").count())
+            .sum::<usize>()
+    };
+    // nginx logs a request after it has sent the answer.
+    let logged = |new_gets, old_gets| {
+        eventually(Duration::from_secs(5), move || {
+            (gets(new), gets(old)) == (new_gets, old_gets)
+        })
+    };
+    assert!(logged(4, 4).await.is_some(), "{:?}", (gets(new), gets(old)));
+
+    let multihead = start(ReplicaMode::Multihead).await.unwrap();
+    for _ in 0..4 {
+        let url = format!("{}/only-old.jpg", multihead.url());
+        assert_eq!(get(url).await, (200, "old".into()));
+    }
+    assert_eq!(metric(&multihead.admin_url(), retries).await, 0);
+    assert!(
+        logged(4, 8).await.is_some(),
+        "multihead sent GETs to the new ring: {:?}",
+        (gets(new), gets(old))
+    );
+    let url = format!("{}/nowhere.jpg", multihead.url());
+    assert_eq!(get(url).await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

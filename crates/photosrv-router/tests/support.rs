@@ -119,6 +119,14 @@ pub async fn get_json(url: &str) -> serde_json::Value {
         .expect("JSON body")
 }
 
+/// The value of an unlabelled counter or gauge on the router's `/metrics`.
+pub async fn metric(admin_url: &str, name: &str) -> u64 {
+    let text = get_text(&format!("{admin_url}/metrics")).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("/metrics lacks {name}:\n{text}"))
+}
+
 /// Sends raw bytes and returns what came back until the peer closed or 1 s passed.
 pub async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
