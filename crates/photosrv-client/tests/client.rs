@@ -15,6 +15,41 @@ fn config(shards: &[Vec<String>]) -> Config {
     Config::parse(Path::new("t.cfg"), text.as_bytes()).unwrap()
 }
 
+/// A client places keys on the ring asked for, primary or migration, in the datacenter
+/// chosen; asking for a migration ring the config lacks is refused.
+#[test]
+fn keys_go_to_the_ring_and_datacenter_chosen() {
+    let ring = |name: &str, prefix: &str| {
+        format!(
+            "<{name}>\nchooser jump\n<dc1>\n<shards>\nshard1 http://{prefix}1:80\n</shards>\n</dc1>\n\
+             <dc2>\n<shards>\nshard1 http://{prefix}2:80\n</shards>\n</dc2>\n</{name}>\n"
+        )
+    };
+    let text = ring("photosrv", "primary").replace(
+        "</photosrv>",
+        &ring("migration", "migration").replace("</migration>\n", "</migration>\n</photosrv>"),
+    );
+    let two_rings = Config::parse(Path::new("t.cfg"), text.as_bytes()).unwrap();
+    for (dc, migration, node) in [
+        ("dc1", false, "http://primary1:80"),
+        ("dc2", false, "http://primary2:80"),
+        ("dc1", true, "http://migration1:80"),
+        ("dc2", true, "http://migration2:80"),
+    ] {
+        let client = Client::builder(two_rings.clone())
+            .dc(Some(dc))
+            .migration_ring(migration)
+            .build()
+            .unwrap();
+        assert_eq!(client.replicas("a.jpg").nodes, [node], "{dc} {migration}");
+    }
+    let error = Client::builder(config(&[vec!["http://a:80".into()]]))
+        .migration_ring(true)
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("no <migration> ring"), "{error}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_writes_every_replica_and_reports_each_node() {
     let Some(nginx) = nginx_or_skip("put_writes_every_replica") else {
