@@ -205,7 +205,25 @@ async fn run(router: Router) -> anyhow::Result<()> {
             let _ = tokio::task::spawn_blocking(move || router.reload(true)).await;
         }
     });
-    tracing::info!(listen = %listener.local_addr()?, admin = %admin.local_addr()?, mode = ?options.mode, "photosrv serving");
+    // What it runs with, flags over the file over the defaults: the key itself is not logged.
+    let path_or_none = |path: &Option<PathBuf>| {
+        path.as_ref()
+            .map_or_else(|| "none".to_owned(), |p| p.display().to_string())
+    };
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = %admin.local_addr()?,
+        mode = ?options.mode,
+        dc = %router.table().primary.datacenter,
+        roster = %path_or_none(&options.roster_path),
+        head_timeout_ms = options.head_timeout.as_millis() as u64,
+        connect_timeout_ms = options.connect_timeout.as_millis() as u64,
+        upstream_timeout_ms = options.upstream_timeout.as_millis() as u64,
+        grace_period_ms = options.grace_period.as_millis() as u64,
+        migration_state = %path_or_none(&options.migration_state),
+        migration_switching = options.migration_key.is_some(),
+        "photosrv serving"
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stopped| *stopped).await;
@@ -443,11 +461,15 @@ pub fn storage(args: StorageArgs) -> ExitCode {
         let listener = match photosrv_router::bind_reuseport(args.listen) {
             Ok(listener) => listener,
             Err(error) => {
-                eprintln!("photosrv storage: cannot listen on {}: {error}", args.listen);
+                eprintln!(
+                    "photosrv storage: cannot listen on {}: {error}",
+                    args.listen
+                );
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(root = %storage.root().display(), listen = %args.listen, "storage node serving");
+        let listen = listener.local_addr().unwrap_or(args.listen);
+        tracing::info!(root = %storage.root().display(), %listen, "storage node serving");
         photosrv_storage::serve(listener, storage, stop).await;
         ExitCode::SUCCESS
     })

@@ -40,6 +40,69 @@ fn check_config_accepts_the_go_examples_and_the_shipped_example() {
     }
 }
 
+/// check-config says what it checked: the roster (its hosts, or that it lists none and so
+/// every node is live) and the migration ring.
+#[test]
+fn check_config_reports_the_roster_and_the_migration_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one_ring, two_rings) = (dir.path().join("one.cfg"), dir.path().join("two.cfg"));
+    let primary =
+        "<dc1>\n<shards>\nshard1 http://127.0.0.1:9001 http://127.0.0.1:9002\n</shards>\n</dc1>\n";
+    std::fs::write(&one_ring, format!("<photosrv>\n{primary}</photosrv>\n")).unwrap();
+    std::fs::write(
+        &two_rings,
+        format!(
+            "<photosrv>\n{primary}<migration>\nchooser jump\n<dc7>\n<shards>\n\
+             shard1 http://127.0.0.1:9003\nshard2 http://127.0.0.1:9004\n</shards>\n</dc7>\n\
+             </migration>\n</photosrv>\n"
+        ),
+    )
+    .unwrap();
+    let (roster, empty) = (dir.path().join("roster"), dir.path().join("empty"));
+    std::fs::write(&roster, "a 127.0.0.1:9001\nb 127.0.0.1:9003\n").unwrap();
+    std::fs::write(&empty, "").unwrap();
+    let check = |config: &Path, roster: Option<&Path>| {
+        let mut command = photosrv();
+        command.arg("check-config").arg("--config").arg(config);
+        if let Some(roster) = roster {
+            command.arg("--roster").arg(roster);
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // chash: Go's default chooser.
+    let serving = |config: &Path, live: usize| {
+        format!(
+            "{}: ok: 1 datacenter(s) (dc1); serving dc1 with chash: 1 shards, 2 nodes, {live} live",
+            config.display()
+        )
+    };
+    assert_eq!(
+        check(&one_ring, None),
+        format!(
+            "{} (no roster: all live); no migration ring\n",
+            serving(&one_ring, 2)
+        )
+    );
+    assert_eq!(
+        check(&two_rings, Some(&roster)),
+        format!(
+            "{} (roster {}: 2 hosts); migration ring: jump dc7 (2 shards)\n",
+            serving(&two_rings, 1),
+            roster.display()
+        )
+    );
+    assert_eq!(
+        check(&two_rings, Some(&empty)),
+        format!(
+            "{} (roster {} lists no host: all live); migration ring: jump dc7 (2 shards)\n",
+            serving(&two_rings, 2),
+            empty.display()
+        )
+    );
+}
+
 #[test]
 fn check_config_lists_every_error_with_file_line_col() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,6 +191,130 @@ fn route_prints_key_shard_and_nodes_from_args_and_stdin() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// `route --migration` places keys on the migration ring, with its own chooser and nodes.
+#[test]
+fn route_places_keys_on_the_migration_ring_when_asked() {
+    use photosrv_placement::Chooser;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("two.cfg");
+    std::fs::write(
+        &config,
+        "<photosrv>\nchooser chash\n<dc1>\n<shards>\nshard1 http://p1\nshard2 http://p2\n</shards>\n</dc1>\n\
+         <migration>\nchooser jump\n<dc1>\n<shards>\nshard1 http://m1\nshard2 http://m2\nshard3 http://m3\n\
+         </shards>\n</dc1>\n</migration>\n</photosrv>\n",
+    )
+    .unwrap();
+    let keys: Vec<String> = (0..20).map(|i| format!("images/{i}.jpg")).collect();
+    for (migration, kind, names, prefix) in [
+        (false, "chash", &["shard1", "shard2"][..], "http://p"),
+        (
+            true,
+            "jump",
+            &["shard1", "shard2", "shard3"][..],
+            "http://m",
+        ),
+    ] {
+        let mut command = photosrv();
+        command
+            .arg("route")
+            .arg("--config")
+            .arg(&config)
+            .args(&keys);
+        if migration {
+            command.arg("--migration");
+        }
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let chooser = Chooser::new(kind.parse().unwrap(), names);
+        let want: String = keys
+            .iter()
+            .map(|key| {
+                let n = chooser.choose(key.as_bytes()) + 1;
+                format!("{key}\tshard{n}\t{prefix}{n}\n")
+            })
+            .collect();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), want, "{kind}");
+    }
+    let out = photosrv()
+        .args(["route", "--migration", "--config"])
+        .arg(testdata("go-examples/photosrv.cfg"))
+        .arg("a.jpg")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no <migration> ring"));
+}
+
+/// `photosrv storage` serves a directory: a PUT is stored and read back, SIGTERM stops it
+/// cleanly, and a root that does not exist is a clear error.
+#[test]
+fn storage_serves_a_directory_until_sigterm() {
+    let root = tempfile::tempdir().unwrap();
+    let mut child = photosrv_testkit::ChildGuard(
+        photosrv()
+            .arg("storage")
+            .arg("--root")
+            .arg(root.path())
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listen = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let value: serde_json::Value = serde_json::from_str(&line).ok()?;
+            (value["message"] == "storage node serving")
+                .then(|| value["listen"].as_str().unwrap().to_owned())
+        })
+        .expect("the node logged where it listens");
+    assert!(!listen.ends_with(":0"), "{listen}");
+    let http = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let url = format!("http://{listen}/a/b.jpg");
+    assert_eq!(http.put(&url).body("hello").send().unwrap().status(), 201);
+    assert_eq!(
+        std::fs::read(root.path().join("a/b.jpg")).unwrap(),
+        b"hello"
+    );
+    assert_eq!(http.get(&url).send().unwrap().text().unwrap(), "hello");
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "storage did not stop within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+
+    let missing = root.path().join("missing");
+    let out = photosrv()
+        .arg("storage")
+        .arg("--root")
+        .arg(&missing)
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+}
+
 /// Sends SIGINT to a child we started, by its pid.
 fn interrupt(pid: u32) {
     let status = Command::new("kill")
@@ -188,6 +375,31 @@ fn demo_runs_a_cluster_and_ctrl_c_leaves_nothing_behind() {
         http.get(format!("{admin}/ready")).send().unwrap().status(),
         200
     );
+    // The roster it wrote is the router's: a host taken out of it is seen within seconds,
+    // as the welcome text promises.
+    let roster_hosts = || {
+        let text = http
+            .get(format!("{admin}/config"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let table: serde_json::Value = serde_json::from_str(&text).unwrap();
+        table["roster_hosts"].as_u64().unwrap()
+    };
+    assert_eq!(roster_hosts(), 4);
+    let roster = dir.join("roster");
+    let text = std::fs::read_to_string(&roster).unwrap();
+    let fewer: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&roster, fewer).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while roster_hosts() != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the roster's change was not seen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     interrupt(child.id());
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -15,34 +15,46 @@ type Served = (ChildGuard, SocketAddr, Arc<Mutex<Vec<String>>>);
 /// Starts `photosrv serve` on ephemeral ports and returns it with its client address, read
 /// from its JSON log; the log lines keep flowing into the returned buffer.
 fn serve(config: &std::path::Path) -> Served {
+    let (child, serving, log) = serve_with(
+        config,
+        &[
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--grace-period-ms",
+            "10000",
+        ],
+    );
+    let addr = serving["listen"].as_str().unwrap().parse().unwrap();
+    (child, addr, log)
+}
+
+/// Starts `photosrv serve --listen 127.0.0.1:0 --log-format json` with `flags` and returns
+/// it with its "photosrv serving" line; the log lines that follow keep flowing into the
+/// returned buffer.
+fn serve_with(
+    config: &std::path::Path,
+    flags: &[&str],
+) -> (ChildGuard, serde_json::Value, Arc<Mutex<Vec<String>>>) {
     let mut child = ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_photosrv"))
             .arg("serve")
             .arg("--config")
             .arg(config)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-                "--grace-period-ms",
-                "10000",
-            ])
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut addr = None;
+    let mut serving = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
         let value: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         if value["message"] == "photosrv serving" {
-            addr = Some(value["listen"].as_str().unwrap().parse().unwrap());
+            serving = Some(value);
             break;
         }
     }
@@ -53,7 +65,7 @@ fn serve(config: &std::path::Path) -> Served {
             sink.lock().unwrap().push(line);
         }
     });
-    (child, addr.expect("serve logged its address"), log)
+    (child, serving.expect("serve logged that it serves"), log)
 }
 
 /// A node answering PAYLOAD after `delay`, a one-shard config over it, and `photosrv serve`
@@ -100,6 +112,100 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Every flag of `serve` reaches the router, over the file's settings: the startup line says
+/// what it runs with (not the migration key), and the admin endpoints it listens on show
+/// the datacenter, the roster and the migration state in use, and take the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_serve_flag_takes_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, roster, state) = (
+        dir.path().join("photosrv.cfg"),
+        dir.path().join("roster"),
+        dir.path().join("migration-state"),
+    );
+    let shards = |nodes: &str| format!("<shards>\nshard1 {nodes}\n</shards>\n");
+    let text = format!(
+        "<photosrv>\nchooser jump\nhead_timeout_ms 0\nupstream_timeout_ms 100\n\
+         <dc1>\n{}</dc1>\n<dc2>\n{}</dc2>\n\
+         <migration>\nchooser jump\n<dc2>\n{}</dc2>\n</migration>\n</photosrv>\n",
+        shards("http://127.0.0.1:9"),
+        shards("http://127.0.0.1:10 http://127.0.0.1:11"),
+        shards("http://127.0.0.1:12"),
+    );
+    std::fs::write(&config, text).unwrap();
+    std::fs::write(&roster, "node 127.0.0.1:10\nnode 127.0.0.1:12\n").unwrap();
+    std::fs::write(&state, "msBothConfigs").unwrap();
+    let admin_port = photosrv_testkit::free_port().unwrap().to_string();
+    let admin_listen = format!("127.0.0.1:{admin_port}");
+    let (roster_flag, state_flag) = (roster.display().to_string(), state.display().to_string());
+    // A head timeout with no mode would mean multihead (as in Go): the mode flag says random.
+    let (mut child, serving, _log) = serve_with(
+        &config,
+        &[
+            "--admin-listen",
+            &admin_listen,
+            "--dc",
+            "dc2",
+            "--roster",
+            &roster_flag,
+            "--mode",
+            "random",
+            "--head-timeout-ms",
+            "150",
+            "--connect-timeout-ms",
+            "1234",
+            "--upstream-timeout-ms",
+            "4321",
+            "--grace-period-ms",
+            "7000",
+            "--migration-key",
+            "s3cret",
+            "--migration-state",
+            &state_flag,
+        ],
+    );
+    let want = serde_json::json!({
+        "admin": admin_listen,
+        "mode": "Random",
+        "dc": "dc2",
+        "roster": roster_flag,
+        "head_timeout_ms": 150,
+        "connect_timeout_ms": 1234,
+        "upstream_timeout_ms": 4321,
+        "grace_period_ms": 7000,
+        "migration_state": state_flag,
+        "migration_switching": true,
+    });
+    for (field, value) in want.as_object().unwrap() {
+        assert_eq!(&serving[field], value, "{field}: {serving}");
+    }
+    assert!(!serving.to_string().contains("s3cret"), "{serving}");
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let admin = format!("http://{admin_listen}");
+    let table = http
+        .get(format!("{admin}/config"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let table: serde_json::Value = serde_json::from_str(&table).unwrap();
+    assert_eq!(table["primary"]["datacenter"], "dc2", "{table}");
+    assert_eq!(table["roster_hosts"], 2, "{table}");
+    assert_eq!(table["migration_state"], "msBothConfigs", "{table}");
+    let finish = http
+        .post(format!("{admin}/migration/finish?key=s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(finish.status(), 200);
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), "msNewConfig");
+    signal(&child, "TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
