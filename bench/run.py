@@ -426,15 +426,24 @@ def children_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def tcp_segments_sent():
+    """The machine's TCP segments sent so far (/proc/net/snmp): on loopback every segment is
+    sent by one process here and received by another."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("OutSegs")])
+
+
 def measure(proc, port, script, duration, connections, harness_pids=()):
     pids = descendants(proc.pid) if proc else []
     # Warm up pools and caches, then measure.
     run_wrk(port, script, 2, connections)
     user_before, kernel_before = cpu_seconds(pids)
     harness_before, wrk_before = sum(cpu_seconds(list(harness_pids))), children_cpu_seconds()
+    segments_before = tcp_segments_sent()
     started = time.monotonic()
     result = run_wrk(port, script, duration, connections)
     wall = time.monotonic() - started
+    segments = tcp_segments_sent() - segments_before
     user_after, kernel_after = cpu_seconds(pids)
     harness_after, wrk_after = sum(cpu_seconds(list(harness_pids))), children_cpu_seconds()
     per_10k = lambda used: used / result["requests"] * 10000 if result["requests"] else None
@@ -455,6 +464,9 @@ def measure(proc, port, script, duration, connections, harness_pids=()):
     result["proxy_busy_pct"] = 100 * proxy_used / wall if proc else None
     result["rest_busy_pct"] = 100 * rest_used / wall if harness_pids else None
     result["rss_mib"] = peak_rss_mib(pids) if proc else None
+    # A request and its response are one segment each per hop (2 direct, 4 through a proxy)
+    # when every ACK rides on data; more means pure ACKs or a body cut into pieces.
+    result["tcp_segments_per_request"] = segments / result["requests"] if result["requests"] else None
     return result
 
 
@@ -490,8 +502,8 @@ def chart(results, path, threads):
 
 
 def table(results):
-    lines = ["| threads | size | server | req/s | p50 ms | p99 ms | CPU s / 10k req | of which kernel | machine CPU s / 10k | busy % proxy / rest | peak RSS MiB | x nginx | x HAProxy | non-2xx |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| threads | size | server | req/s | p50 ms | p99 ms | CPU s / 10k req | of which kernel | machine CPU s / 10k | busy % proxy / rest | TCP segments / req | peak RSS MiB | x nginx | x HAProxy | non-2xx |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         nginx_name = "nginx-storage" if r["proxy"] in STORAGE_SERVERS else "nginx"
         ref = {p: next((x["rps"] for x in results if x["proxy"] == name and x["size"] == r["size"] and x["threads"] == r["threads"]), None)
@@ -501,6 +513,7 @@ def table(results):
         lines.append(f"| {r['threads']} | {r['size']} | {r['proxy']} | {r['rps']:,.0f} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
                      f"{fmt(r['cpu_s_per_10k'], '{:.3f}')} | {fmt(r.get('kernel_cpu_s_per_10k'), '{:.3f}')} | "
                      f"{fmt(r.get('machine_cpu_s_per_10k'), '{:.3f}')} | {fmt(r.get('proxy_busy_pct'), '{:.0f}')} / {fmt(r.get('rest_busy_pct'), '{:.0f}')} | "
+                     f"{fmt(r.get('tcp_segments_per_request'))} | "
                      f"{fmt(r['rss_mib'], '{:.1f}')} | {ratio('nginx')} | {ratio('haproxy')} | {r['non_2xx']} |")
     return "\n".join(lines)
 
