@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 fn photosrv() -> Command {
@@ -283,23 +283,7 @@ fn storage_serves_a_directory_until_sigterm() {
         b"hello"
     );
     assert_eq!(http.get(&url).send().unwrap().text().unwrap(), "hello");
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "storage did not stop within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = stop(&mut child, "TERM", Duration::from_secs(10));
     assert!(status.success(), "{status}");
 
     let missing = root.path().join("missing");
@@ -315,14 +299,23 @@ fn storage_serves_a_directory_until_sigterm() {
     assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
 }
 
-/// Sends SIGINT to a child we started, by its pid.
-fn interrupt(pid: u32) {
+/// Sends `signal` to a child we started, by its pid, and waits up to `limit` for it to exit
+/// (a test that fails here drops the child's guard, which kills it).
+fn stop(child: &mut Child, signal: &str, limit: Duration) -> ExitStatus {
     let status = Command::new("kill")
-        .arg("-INT")
-        .arg(pid.to_string())
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
         .status()
         .unwrap();
     assert!(status.success());
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "not stopped within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -401,15 +394,7 @@ fn demo_runs_a_cluster_and_ctrl_c_leaves_nothing_behind() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    interrupt(child.id());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "demo did not stop within 20 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = stop(&mut child, "INT", Duration::from_secs(20));
     assert!(status.success(), "demo exits 0 on Ctrl-C: {status}");
     assert!(!dir.exists(), "{} was removed", dir.display());
     assert!(
