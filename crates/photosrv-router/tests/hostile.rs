@@ -1,5 +1,6 @@
 //! Hostile requests as raw bytes over TCP: each gets a 4xx (414/431 where they fit) or a
-//! closed connection, nothing smuggled reaches a node, and the router keeps serving.
+//! closed connection, nothing smuggled reaches a node, and the router keeps serving. HTTP/2
+//! floods end their connection.
 
 mod support;
 
@@ -160,4 +161,117 @@ async fn bare_lf_requests_are_reframed_not_smuggled() {
     assert!(answer.matches("HTTP/1.1 ").count() <= 1, "{answer}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!node.access_log().contains("smuggled"));
+}
+
+/// One HTTP/2 frame: 9 bytes of head (length, type, flags, stream id), then the payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend(payload);
+    frame
+}
+
+const H2_HEADERS: u8 = 0x1;
+const H2_RST_STREAM: u8 = 0x3;
+const H2_SETTINGS: u8 = 0x4;
+const H2_GOAWAY: u8 = 0x7;
+const H2_CONTINUATION: u8 = 0x9;
+const END_STREAM_AND_HEADERS: u8 = 0x5;
+
+/// An h2c connection's opening: the preface and empty settings.
+fn h2_opening() -> Vec<u8> {
+    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    bytes.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
+    bytes
+}
+
+/// A GET's header block (HPACK: GET and http from the static table, :path and :authority as
+/// literals without indexing).
+fn h2_get(path: &str) -> Vec<u8> {
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend(path.as_bytes());
+    block.extend([0x01, 1, b'x']);
+    block
+}
+
+/// Writes `bytes` (ignoring a connection the router closed meanwhile), then reads until the
+/// router closes or 5 s pass; returns the GOAWAY's error code if one came.
+async fn h2_send_and_read_goaway(stream: &mut tokio::net::TcpStream, bytes: &[u8]) -> Option<u32> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = stream.write_all(bytes).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let mut rest = &answer[..];
+    while rest.len() >= 9 {
+        let length = u32::from_be_bytes([0, rest[0], rest[1], rest[2]]) as usize;
+        let payload = rest.get(9..9 + length)?;
+        if rest[3] == H2_GOAWAY {
+            return Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
+        }
+        rest = &rest[9 + length..];
+    }
+    None
+}
+
+/// The HTTP/2 floods that took down servers in 2023 and 2024 end the connection with a GOAWAY
+/// and reach the nodes little or not at all: a rapid reset (a stream opened and cancelled at
+/// once, 10,000 times: CVE-2023-44487) and a header block continued forever (CVE-2024-27316
+/// and its kin). hyper's HTTP/2 (the `h2` crate) enforces both limits; this holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_floods_end_the_connection_and_the_router_keeps_serving() {
+    const ENHANCE_YOUR_CALM: u32 = 0xb;
+    let Some(cluster) = Cluster::start("h2c_floods", 1, 1) else {
+        return;
+    };
+    let node = &cluster.nodes[0][0];
+    node.seed("ok.jpg", b"fine").unwrap();
+    let router = RouterBuilder::new(cluster.config("jump", ""))
+        .start()
+        .await
+        .unwrap();
+
+    let mut flood = h2_opening();
+    let get = h2_get("/ok.jpg");
+    for stream in (1..20_000).step_by(2) {
+        flood.extend(h2_frame(H2_HEADERS, END_STREAM_AND_HEADERS, stream, &get));
+        flood.extend(h2_frame(H2_RST_STREAM, 0, stream, &0x8u32.to_be_bytes()));
+    }
+    let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    let goaway = h2_send_and_read_goaway(&mut stream, &flood).await;
+    assert_eq!(goaway, Some(ENHANCE_YOUR_CALM), "rapid reset");
+
+    // One HEADERS frame without END_HEADERS, then 16 MiB of header lines in CONTINUATION
+    // frames: refused at the header list limit (64 KiB), long before the end.
+    let mut flood = h2_opening();
+    flood.extend(h2_frame(H2_HEADERS, 0x1, 1, &get));
+    let mut lines = Vec::new();
+    for i in 0..64 {
+        let name = format!("x-h{i}");
+        lines.extend([0x00, name.len() as u8]);
+        lines.extend(name.as_bytes());
+        lines.extend([0x7f, 200 - 127]);
+        lines.extend([b'v'; 200]);
+    }
+    let continuation = h2_frame(H2_CONTINUATION, 0, 1, &lines);
+    while flood.len() < 16 << 20 {
+        flood.extend(&continuation);
+    }
+    let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    let goaway = h2_send_and_read_goaway(&mut stream, &flood).await;
+    assert!(goaway.is_some(), "CONTINUATION flood: no GOAWAY");
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let forwarded = node.access_log().lines().count();
+    assert!(
+        forwarded < 1000,
+        "{forwarded} of 10,000 reset streams reached the node"
+    );
+    let response = client()
+        .get(format!("{}/ok.jpg", router.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    eprintln!("h2c floods: {forwarded} requests reached the node");
 }
