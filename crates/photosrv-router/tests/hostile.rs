@@ -216,8 +216,9 @@ async fn h2_send_and_read_goaway(stream: &mut tokio::net::TcpStream, bytes: &[u8
 
 /// The HTTP/2 floods that took down servers in 2023 and 2024 end the connection with a GOAWAY
 /// and reach the nodes little or not at all: a rapid reset (a stream opened and cancelled at
-/// once, 10,000 times: CVE-2023-44487) and a header block continued forever (CVE-2024-27316
-/// and its kin). hyper's HTTP/2 (the `h2` crate) enforces both limits; this holds them.
+/// once, 10,000 times: CVE-2023-44487), malformed streams the server must reset itself, and a
+/// header block continued forever (CVE-2024-27316 and its kin). hyper's HTTP/2 (the `h2`
+/// crate) enforces the limits; this holds them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_floods_end_the_connection_and_the_router_keeps_serving() {
     const ENHANCE_YOUR_CALM: u32 = 0xb;
@@ -240,6 +241,30 @@ async fn h2c_floods_end_the_connection_and_the_router_keeps_serving() {
     let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
     let goaway = h2_send_and_read_goaway(&mut stream, &flood).await;
     assert_eq!(goaway, Some(ENHANCE_YOUR_CALM), "rapid reset");
+
+    // 10,000 streams the router must reset itself, each a GET with a header HTTP/2 forbids
+    // (`connection`): resets the rapid-reset limit does not count (CVE-2025-8671).
+    let mut flood = h2_opening();
+    let mut malformed = get.clone();
+    malformed.extend([0x00, 10]);
+    malformed.extend(b"connection");
+    malformed.extend([5]);
+    malformed.extend(b"close");
+    for stream in (1..20_000).step_by(2) {
+        flood.extend(h2_frame(
+            H2_HEADERS,
+            END_STREAM_AND_HEADERS,
+            stream,
+            &malformed,
+        ));
+    }
+    let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    let goaway = h2_send_and_read_goaway(&mut stream, &flood).await;
+    assert_eq!(
+        goaway,
+        Some(ENHANCE_YOUR_CALM),
+        "streams reset by the router"
+    );
 
     // One HEADERS frame without END_HEADERS, then 16 MiB of header lines in CONTINUATION
     // frames: refused at the header list limit (64 KiB), long before the end.
