@@ -203,12 +203,15 @@ pub(crate) fn end_head(head: &mut Vec<u8>, forwarded_for: Option<&[u8]>) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failure {
     /// Could not connect (or the connection broke before a response). The order matches
-    /// `metrics::FAILURE_KINDS`.
+    /// `metrics::FAILURE_KINDS`, which has no kind for `Local`: the node did not fail.
     Connect,
     /// No response headers within the upstream timeout.
     Timeout,
     /// The node answered 5xx.
     Status,
+    /// The router itself could not open a connection: out of file descriptors or memory.
+    /// No fault of the node, which is neither ejected nor counted as failed.
+    Local,
 }
 
 /// What forwarding came to.
@@ -219,8 +222,12 @@ pub(crate) enum Outcome {
         node: Arc<Node>,
         attempts: u32,
     },
-    /// Every candidate failed; `all_timeouts` picks 504 over 502.
-    Failed { attempts: u32, all_timeouts: bool },
+    /// Every candidate failed; `all_timeouts` picks 504 over 502, `all_local` 503.
+    Failed {
+        attempts: u32,
+        all_timeouts: bool,
+        all_local: bool,
+    },
 }
 
 /// What a node answered: a response to forward, or a probe's status.
@@ -263,6 +270,21 @@ fn upstream_target<'p>(node: &Node, path_and_query: &'p str) -> Cow<'p, str> {
         "" => Cow::Borrowed(path_and_query),
         base => Cow::Owned(format!("{base}{path_and_query}")),
     }
+}
+
+/// Whether `error` says the router's process or host ran out of something a new connection
+/// needs (file descriptors, socket buffers, memory) rather than that the node failed.
+fn out_of_resources(error: &(dyn std::error::Error + 'static)) -> bool {
+    use rustix::io::Errno;
+    const EXHAUSTED: [Errno; 4] = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM];
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return Errno::from_io_error(io).is_some_and(|errno| EXHAUSTED.contains(&errno));
+        }
+        cause = error.source();
+    }
+    false
 }
 
 impl Router {
@@ -308,6 +330,10 @@ impl Router {
                 }
                 Failure::Status
             }
+            Ok(Err(error)) if out_of_resources(&*error) => {
+                inner.warn_out_of_resources(node, &*error);
+                Failure::Local
+            }
             Ok(Err(error)) => {
                 tracing::debug!(node = %node.addr.url, %error, "upstream request failed");
                 node.eject();
@@ -321,7 +347,9 @@ impl Router {
         inner
             .go_errors
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics.failures[failure as usize].inc();
+        if let Some(counter) = metrics.failures.get(failure as usize) {
+            counter.inc();
+        }
         Err(failure)
     }
 
@@ -412,7 +440,7 @@ impl Router {
         forwarding: &Forwarding<'_>,
     ) -> Outcome {
         let mut attempts = 0u32;
-        let mut all_timeouts = true;
+        let (mut all_timeouts, mut all_local) = (true, true);
         let multihead = self.inner.options.mode == photosrv_config::ReplicaMode::Multihead;
         for (g, group) in groups.iter().enumerate() {
             let has_next_group = g + 1 < groups.len();
@@ -448,13 +476,17 @@ impl Router {
                             attempts,
                         }
                     }
-                    Err(failure) => all_timeouts &= failure == Failure::Timeout,
+                    Err(failure) => {
+                        all_timeouts &= failure == Failure::Timeout;
+                        all_local &= failure == Failure::Local;
+                    }
                 }
             }
         }
         Outcome::Failed {
             attempts,
             all_timeouts,
+            all_local: all_local && attempts > 0,
         }
     }
 }
@@ -462,6 +494,31 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only the router's own shortages count as local, however deep in the error's causes;
+    /// a refused or reset connection is the node's.
+    #[test]
+    fn out_of_resources_means_the_routers_own_shortage() {
+        use rustix::io::Errno;
+        #[derive(Debug, thiserror::Error)]
+        #[error("tcp open error")]
+        struct Wrapper(#[source] std::io::Error);
+        let local = [Errno::MFILE, Errno::NFILE, Errno::NOBUFS, Errno::NOMEM];
+        let remote = [
+            Errno::CONNREFUSED,
+            Errno::CONNRESET,
+            Errno::TIMEDOUT,
+            Errno::ADDRNOTAVAIL,
+        ];
+        for (errnos, want) in [(local, true), (remote, false)] {
+            for errno in errnos {
+                let io = || std::io::Error::from_raw_os_error(errno.raw_os_error());
+                assert_eq!(out_of_resources(&io()), want, "{errno:?}");
+                assert_eq!(out_of_resources(&Wrapper(io())), want, "{errno:?} wrapped");
+            }
+        }
+        assert!(!out_of_resources(&std::fmt::Error));
+    }
 
     #[test]
     fn ip_values_match_display() {

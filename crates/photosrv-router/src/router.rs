@@ -3,6 +3,7 @@
 use crate::forward::{self, Outcome, ProxyBody};
 use crate::h1::{parse_length, push_field, BodyRules, NodeResponse, Relay};
 use crate::metrics::{MethodLabel, Metrics, RingLabels};
+use crate::node::Node;
 use crate::options::RouterOptions;
 use crate::pool::Upstream;
 use crate::reload::{ReloadError, Reloader};
@@ -41,6 +42,27 @@ pub(crate) struct Inner {
     pub(crate) go_requests: AtomicU64,
     /// Go's expvar `Errors`: failed upstream attempts.
     pub(crate) go_errors: AtomicU64,
+    /// The second (Unix time) of the last warning that the router is out of resources: at
+    /// most one a second, as it can hit every request.
+    pub(crate) out_of_resources_warned: AtomicU64,
+}
+
+impl Inner {
+    /// Warns that a connection to `node` could not be opened for want of the router's own
+    /// resources, at most once a second.
+    pub(crate) fn warn_out_of_resources(&self, node: &Node, error: &dyn std::error::Error) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.out_of_resources_warned.swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(
+                node = %node.addr.url,
+                %error,
+                "cannot open a connection to a node: the router is out of file descriptors or \
+                 memory (raise its open files limit; the node is not counted as failed)"
+            );
+        }
+    }
 }
 
 /// Why the router could not start.
@@ -179,6 +201,7 @@ impl Router {
                 no_shard_counters: crate::metrics::ShardCounters::default(),
                 go_requests: AtomicU64::new(0),
                 go_errors: AtomicU64::new(0),
+                out_of_resources_warned: AtomicU64::new(0),
             }),
         };
         router
@@ -309,8 +332,14 @@ impl Router {
                 Outcome::Failed {
                     attempts,
                     all_timeouts,
+                    all_local,
                 } => {
-                    let response = if all_timeouts {
+                    let response = if all_local {
+                        reply(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the router is out of file descriptors or memory\n",
+                        )
+                    } else if all_timeouts {
                         reply(StatusCode::GATEWAY_TIMEOUT, "every replica timed out\n")
                     } else {
                         reply(StatusCode::BAD_GATEWAY, "every replica failed\n")
