@@ -131,6 +131,26 @@ fn build_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runt
     builder.enable_all().build()
 }
 
+/// Raises the soft limit on open files to the hard limit, as Go's runtime has done for every
+/// Go program since 1.19 (the Go photosrv included): the usual soft default, 1024, would
+/// stop a router at about a thousand clients. Returns the limit in force (Linux never has
+/// it unlimited: the kernel's `nr_open` caps it).
+fn raise_open_files_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        // Refused where the hard limit is above what the kernel allows (`nr_open`).
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return raised.current.unwrap_or(u64::MAX);
+        }
+    }
+    limit.current.unwrap_or(u64::MAX)
+}
+
 pub fn serve(args: ServeArgs) -> ExitCode {
     let config = match args.target.load(EXIT_CONFIG) {
         Ok(config) => config,
@@ -192,6 +212,16 @@ async fn run(router: Router) -> anyhow::Result<()> {
     let stop = stop_signal();
     let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     let options = router.options().clone();
+    let open_files = raise_open_files_limit();
+    // Each client connection may hold a connection to a node as well.
+    if open_files < 2 * options.max_connections as u64 {
+        tracing::warn!(
+            open_files,
+            max_connections = options.max_connections,
+            "the open files limit is below twice max_connections: past it, clients wait to be \
+             accepted and requests get 503 (raise the hard limit: LimitNOFILE=, ulimit -Hn)"
+        );
+    }
     let listener = photosrv_router::bind_reuseport(options.listen)
         .with_context(|| format!("cannot listen on {}", options.listen))?;
     let admin = photosrv_router::bind_reuseport(options.admin_listen)
@@ -222,6 +252,7 @@ async fn run(router: Router) -> anyhow::Result<()> {
         grace_period_ms = options.grace_period.as_millis() as u64,
         migration_state = %path_or_none(&options.migration_state),
         migration_switching = options.migration_key.is_some(),
+        open_files,
         "photosrv serving"
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -469,7 +500,8 @@ pub fn storage(args: StorageArgs) -> ExitCode {
             }
         };
         let listen = listener.local_addr().unwrap_or(args.listen);
-        tracing::info!(root = %storage.root().display(), %listen, "storage node serving");
+        let open_files = raise_open_files_limit();
+        tracing::info!(root = %storage.root().display(), %listen, open_files, "storage node serving");
         photosrv_storage::serve(listener, storage, stop).await;
         ExitCode::SUCCESS
     })

@@ -29,14 +29,32 @@ fn serve(config: &std::path::Path) -> Served {
 }
 
 /// Starts `photosrv serve --listen 127.0.0.1:0 --log-format json` with `flags` and returns
-/// it with its "photosrv serving" line; the log lines that follow keep flowing into the
-/// returned buffer.
+/// it with its "photosrv serving" line; its log lines, those before it included, keep
+/// flowing into the returned buffer.
 fn serve_with(
     config: &std::path::Path,
     flags: &[&str],
 ) -> (ChildGuard, serde_json::Value, Arc<Mutex<Vec<String>>>) {
+    serve_under("", config, flags)
+}
+
+/// [`serve_with`], run by a shell that first runs `ulimit {limits}` unless `limits` is empty.
+fn serve_under(
+    limits: &str,
+    config: &std::path::Path,
+    flags: &[&str],
+) -> (ChildGuard, serde_json::Value, Arc<Mutex<Vec<String>>>) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_photosrv"));
+    if !limits.is_empty() {
+        command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("ulimit {limits} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_photosrv"),
+        ]);
+    }
     let mut child = ChildGuard(
-        Command::new(env!("CARGO_BIN_EXE_photosrv"))
+        command
             .arg("serve")
             .arg("--config")
             .arg(config)
@@ -48,17 +66,18 @@ fn serve_with(
             .unwrap(),
     );
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut serving = None;
+    let (mut serving, mut before) = (None, Vec::new());
     for line in lines.by_ref() {
         let line = line.unwrap();
         let value: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        before.push(line);
         if value["message"] == "photosrv serving" {
             serving = Some(value);
             break;
         }
     }
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::new(Mutex::new(before));
     let sink = log.clone();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
@@ -380,4 +399,150 @@ async fn requests_are_logged_as_log_pipelines_expect() {
 
     signal(&child, "TERM");
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
+
+/// The soft limit on open files is raised to the hard limit, as Go's runtime does: a router
+/// kept to the usual soft default (1024) would stop near a thousand clients.
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let hard = Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .unwrap();
+    let hard: u64 = String::from_utf8_lossy(&hard.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("photosrv.cfg");
+    std::fs::write(
+        &config,
+        "<photosrv>\n<dc1>\n<shards>\nshard1 http://127.0.0.1:9\n</shards>\n</dc1>\n</photosrv>\n",
+    )
+    .unwrap();
+    let soft = (hard / 2).min(256);
+    let limits = format!("-Sn {soft}");
+    let (child, serving, _log) = serve_under(&limits, &config, &["--admin-listen", "127.0.0.1:0"]);
+    assert_eq!(serving["open_files"], hard, "{serving}");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = open_files.split_whitespace().collect();
+    assert_eq!(
+        fields[3..5],
+        [hard.to_string(), hard.to_string()],
+        "{open_files}"
+    );
+}
+
+/// A router out of file descriptors answers 503 and blames no node: the node is not counted
+/// as failed (nor ejected, which would send its keys elsewhere), and once descriptors are
+/// free again the same request is served. The start warns that the limit is too low.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_is_a_503_that_blames_no_node() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const LIMIT: usize = 40;
+    let node = FaultyNode::start(Fault::Slow(Duration::ZERO, PAYLOAD))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("photosrv.cfg");
+    let url = node.url();
+    let text =
+        format!("<photosrv>\n<dc1>\n<shards>\nshard1 {url}\n</shards>\n</dc1>\n</photosrv>\n");
+    std::fs::write(&config, text).unwrap();
+    let limits = format!("-n {LIMIT}");
+    let (child, serving, log) = serve_under(&limits, &config, &["--admin-listen", "127.0.0.1:0"]);
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("open files limit is below")),
+        "{:?}",
+        log.lock().unwrap()
+    );
+    let addr: SocketAddr = serving["listen"].as_str().unwrap().parse().unwrap();
+    let admin = serving["admin"].as_str().unwrap().to_owned();
+    let open = || {
+        std::fs::read_dir(format!("/proc/{}/fd", child.id()))
+            .unwrap()
+            .count()
+    };
+
+    // Idle clients until the router cannot accept one for want of descriptors (the rest
+    // wait in the listen backlog), and no connection to the node is open or kept yet.
+    let mut clients = Vec::new();
+    let out_of_descriptors = || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("accept failed") && l.contains("Too many open files"))
+    };
+    while !out_of_descriptors() {
+        assert!(clients.len() < 2 * LIMIT, "{:?}", log.lock().unwrap());
+        clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = clients.first_mut().unwrap();
+    first
+        .write_all(b"GET /a.jpg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), first.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.ends_with("out of file descriptors or memory\n"),
+        "{answer}"
+    );
+
+    drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while open() > LIMIT / 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{} descriptors still open",
+            open()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = http
+        .get(format!("http://{addr}/a.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap(), PAYLOAD);
+    let metrics = http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        format!("photosrv_upstream_failures_total{{node=\"{url}\",kind=\"connect\"}} 0"),
+        "photosrv_requests_total{method=\"GET\",status=\"503\",shard=\"shard1\"} 1".to_owned(),
+        "photosrv_requests_total{method=\"GET\",status=\"200\",shard=\"shard1\"} 1".to_owned(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in:\n{metrics}"
+        );
+    }
+    let warned = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("the router is out of file descriptors"))
+        .count();
+    assert_eq!(warned, 1, "{:?}", log.lock().unwrap());
 }
