@@ -100,13 +100,19 @@ async fn serve_one_node(delay: Duration) -> (FaultyNode, tempfile::TempDir, Serv
 /// A one-shard config over the node at `url`, in a directory of its own, and `photosrv
 /// serve` on that config. Keep the directory alive while the router runs.
 fn serve_one_shard(url: &str) -> (tempfile::TempDir, Served) {
+    let (dir, config) = one_shard_config(url);
+    let served = serve(&config);
+    (dir, served)
+}
+
+/// A config of one shard over the node at `url`, in a directory of its own (keep it).
+fn one_shard_config(url: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("photosrv.cfg");
     let text =
         format!("<photosrv>\n<dc1>\n<shards>\nshard1 {url}\n</shards>\n</dc1>\n</photosrv>\n");
     std::fs::write(&config, text).unwrap();
-    let served = serve(&config);
-    (dir, served)
+    (dir, config)
 }
 
 fn signal(child: &Child, name: &str) {
@@ -413,13 +419,7 @@ fn the_open_files_limit_is_raised_to_the_hard_limit() {
         .trim()
         .parse()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("photosrv.cfg");
-    std::fs::write(
-        &config,
-        "<photosrv>\n<dc1>\n<shards>\nshard1 http://127.0.0.1:9\n</shards>\n</dc1>\n</photosrv>\n",
-    )
-    .unwrap();
+    let (_dir, config) = one_shard_config("http://127.0.0.1:9");
     let soft = (hard / 2).min(256);
     let limits = format!("-Sn {soft}");
     let (child, serving, _log) = serve_under(&limits, &config, &["--admin-listen", "127.0.0.1:0"]);
@@ -447,12 +447,8 @@ async fn out_of_file_descriptors_is_a_503_that_blames_no_node() {
     let node = FaultyNode::start(Fault::Slow(Duration::ZERO, PAYLOAD))
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("photosrv.cfg");
     let url = node.url();
-    let text =
-        format!("<photosrv>\n<dc1>\n<shards>\nshard1 {url}\n</shards>\n</dc1>\n</photosrv>\n");
-    std::fs::write(&config, text).unwrap();
+    let (_dir, config) = one_shard_config(&url);
     let limits = format!("-n {LIMIT}");
     let (child, serving, log) = serve_under(&limits, &config, &["--admin-listen", "127.0.0.1:0"]);
     assert!(
