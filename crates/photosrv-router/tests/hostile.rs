@@ -177,6 +177,7 @@ const H2_RST_STREAM: u8 = 0x3;
 const H2_SETTINGS: u8 = 0x4;
 const H2_GOAWAY: u8 = 0x7;
 const H2_CONTINUATION: u8 = 0x9;
+const END_STREAM: u8 = 0x1;
 const END_STREAM_AND_HEADERS: u8 = 0x5;
 
 /// An h2c connection's opening: the preface and empty settings.
@@ -195,10 +196,12 @@ fn h2_get(path: &str) -> Vec<u8> {
     block
 }
 
-/// Writes `bytes` (ignoring a connection the router closed meanwhile), then reads until the
-/// router closes or 5 s pass; returns the GOAWAY's error code if one came.
-async fn h2_send_and_read_goaway(stream: &mut tokio::net::TcpStream, bytes: &[u8]) -> Option<u32> {
+/// Connects to `addr` and writes `bytes` (ignoring a connection the router closed
+/// meanwhile), then reads until the router closes or 5 s pass; returns the GOAWAY's error
+/// code if one came.
+async fn h2_send_and_read_goaway(addr: std::net::SocketAddr, bytes: &[u8]) -> Option<u32> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let _ = stream.write_all(bytes).await;
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
@@ -238,8 +241,7 @@ async fn h2c_floods_end_the_connection_and_the_router_keeps_serving() {
         flood.extend(h2_frame(H2_HEADERS, END_STREAM_AND_HEADERS, stream, &get));
         flood.extend(h2_frame(H2_RST_STREAM, 0, stream, &0x8u32.to_be_bytes()));
     }
-    let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    let goaway = h2_send_and_read_goaway(&mut stream, &flood).await;
+    let goaway = h2_send_and_read_goaway(router.addr, &flood).await;
     assert_eq!(goaway, Some(ENHANCE_YOUR_CALM), "rapid reset");
 
     // 10,000 streams the router must reset itself, each a GET with a header HTTP/2 forbids
@@ -258,8 +260,7 @@ async fn h2c_floods_end_the_connection_and_the_router_keeps_serving() {
             &malformed,
         ));
     }
-    let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    let goaway = h2_send_and_read_goaway(&mut stream, &flood).await;
+    let goaway = h2_send_and_read_goaway(router.addr, &flood).await;
     assert_eq!(
         goaway,
         Some(ENHANCE_YOUR_CALM),
@@ -269,7 +270,7 @@ async fn h2c_floods_end_the_connection_and_the_router_keeps_serving() {
     // One HEADERS frame without END_HEADERS, then 16 MiB of header lines in CONTINUATION
     // frames: refused at the header list limit (64 KiB), long before the end.
     let mut flood = h2_opening();
-    flood.extend(h2_frame(H2_HEADERS, 0x1, 1, &get));
+    flood.extend(h2_frame(H2_HEADERS, END_STREAM, 1, &get));
     let mut lines = Vec::new();
     for i in 0..64 {
         let name = format!("x-h{i}");
@@ -282,8 +283,7 @@ async fn h2c_floods_end_the_connection_and_the_router_keeps_serving() {
     while flood.len() < 16 << 20 {
         flood.extend(&continuation);
     }
-    let mut stream = tokio::net::TcpStream::connect(router.addr).await.unwrap();
-    let goaway = h2_send_and_read_goaway(&mut stream, &flood).await;
+    let goaway = h2_send_and_read_goaway(router.addr, &flood).await;
     assert!(goaway.is_some(), "CONTINUATION flood: no GOAWAY");
 
     tokio::time::sleep(Duration::from_millis(200)).await;
