@@ -521,23 +521,24 @@ def table(results):
 def paired(results):
     """photosrv-random's ratios to nginx and HAProxy round by round: each round measures every
     proxy within a minute, so a ratio taken within a round leaves out the drift between
-    rounds that a ratio of medians keeps. Per size (1 thread): throughput and CPU per request,
-    each round's ratio and their median."""
-    rows = {(r["proxy"], r["size"]): r for r in results if r["threads"] == 1}
-    lines = ["| size | against | req/s ratio per round | median | CPU per request ratio per round | median |",
-             "|---|---|---|---|---|---|"]
-    for size in SIZES:
-        ours = rows.get(("photosrv-random", size))
-        for other in ("nginx", "haproxy"):
-            theirs = rows.get((other, size))
-            if not ours or not theirs or len(ours["runs"]) != len(theirs["runs"]):
-                continue
-            rounds = list(zip(ours["runs"], theirs["runs"]))
-            rps = [a["rps"] / b["rps"] for a, b in rounds]
-            cpu = [a["cpu_s_per_10k"] / b["cpu_s_per_10k"] for a, b in rounds if a["cpu_s_per_10k"] and b["cpu_s_per_10k"]]
-            show = lambda ratios: " / ".join(f"{x:.2f}" for x in ratios)
-            cpu_columns = f"{show(cpu)} | {statistics.median(cpu):.2f}" if cpu else "- | -"
-            lines.append(f"| {size} | {other} | {show(rps)} | {statistics.median(rps):.2f} | {cpu_columns} |")
+    rounds that a ratio of medians keeps. Per thread budget and size: throughput and CPU per
+    request, each round's ratio and their median."""
+    rows = {(r["proxy"], r["size"], r["threads"]): r for r in results}
+    lines = ["| threads | size | against | req/s ratio per round | median | CPU per request ratio per round | median |",
+             "|---|---|---|---|---|---|---|"]
+    for threads in sorted({r["threads"] for r in results}):
+        for size in SIZES:
+            ours = rows.get(("photosrv-random", size, threads))
+            for other in ("nginx", "haproxy"):
+                theirs = rows.get((other, size, threads))
+                if not ours or not theirs or len(ours["runs"]) != len(theirs["runs"]):
+                    continue
+                rounds = list(zip(ours["runs"], theirs["runs"]))
+                rps = [a["rps"] / b["rps"] for a, b in rounds]
+                cpu = [a["cpu_s_per_10k"] / b["cpu_s_per_10k"] for a, b in rounds if a["cpu_s_per_10k"] and b["cpu_s_per_10k"]]
+                show = lambda ratios: " / ".join(f"{x:.2f}" for x in ratios)
+                cpu_columns = f"{show(cpu)} | {statistics.median(cpu):.2f}" if cpu else "- | -"
+                lines.append(f"| {threads} | {size} | {other} | {show(rps)} | {statistics.median(rps):.2f} | {cpu_columns} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
