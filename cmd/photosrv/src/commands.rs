@@ -122,7 +122,7 @@ pub fn stop_signal() -> impl std::future::Future<Output = ()> {
 /// The tokio runtime for `threads` workers (default: one per core), always the multi-thread
 /// scheduler: with one thread it served 8-13% more 4 MiB requests than the current-thread one
 /// (likely its LIFO slot: the client's task writes a chunk right after it was read), and as
-/// many at 4 KiB (docs/benchmarks.md, "Sixth session").
+/// many at 4 KiB (docs/benchmarks-history.md, "Sixth session").
 fn build_runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = threads {

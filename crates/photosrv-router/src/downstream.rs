@@ -3,8 +3,9 @@
 //! Until the eighth session hyper's server served these connections. After the node side
 //! became the router's own (`h1.rs`), hyper's server was most of the user-space work left
 //! per proxied 4 KiB GET: its connection state machine, request parsing into a header map,
-//! and the response head written from one (callgrind, docs/benchmarks.md). The router only
-//! serves GET and HEAD without a body, so its server side is small: read a head, parse it
+//! and the response head written from one (callgrind, docs/benchmarks-history.md). The
+//! router only serves GET and HEAD without a body, so its server side is small: read a head,
+//! parse it
 //! with httparse (hyper's own parser), answer, write the answer's head and stream its body,
 //! and keep the connection for the next request when both sides allow it.
 //!

@@ -6,8 +6,8 @@
 //! then went through a channel to the connection's task, a header map built for the request
 //! and serialised again, hyper's client state machine, and a body channel back, even for a
 //! 4 KiB body that arrived with its head: 37% of the router's user-space instructions per
-//! proxied 4 KiB GET (callgrind, docs/benchmarks.md). Here a body that came with its head
-//! is answered from that one read, on the request's task, and the connection goes straight
+//! proxied 4 KiB GET (callgrind, docs/benchmarks-history.md). Here a body that came with its
+//! head is answered from that one read, on the request's task, and the connection goes straight
 //! back to the node's pool; a longer body is read by a task of its own, one piece ahead of
 //! the client, as hyper's connection task did. A proxied 4 KiB GET went from 38.9k to 27.6k
 //! instructions (callgrind), with the same system calls.

@@ -29,8 +29,8 @@ pub struct Node {
     pub(crate) pool: IdleConnections,
     /// And for multi-HEAD probes, apart: their buffers stay small. Shared with GETs, the
     /// probes' connections grew GET-sized buffers too, and multihead kept about twice as
-    /// many connections holding one as random mode (docs/benchmarks.md, "Where the memory
-    /// goes").
+    /// many connections holding one as random mode (docs/benchmarks.md, "Where the
+    /// router's memory goes").
     pub(crate) probes: IdleConnections,
     /// Until when (ms since `epoch`) the node is ejected; 0 when healthy.
     ejected_until_ms: AtomicU64,

@@ -2,8 +2,8 @@
 //! exchange of a GET or HEAD over one (`h1.rs`).
 //!
 //! hyper-util's pooled client did this job first. Its checkout and return hash the pool key
-//! (SipHash over scheme and authority) and run through several futures on every request:
-//! 16% of the router's user-space instructions per 4 KiB request (docs/benchmarks.md). Here
+//! (SipHash over scheme and authority) and run through several futures on every request: 16% of
+//! the router's user-space instructions per 4 KiB request (docs/benchmarks-history.md). Here
 //! each [`Node`] owns its connections, so finding one is a scan of a short list, and an idle
 //! connection is a socket and its read buffer: no task. (Multi-HEAD probes keep theirs in a
 //! list of their own, see `probe.rs`.)

@@ -3,8 +3,8 @@
 //! Through hyper's client a probe cost as much user-space CPU as a whole proxied 4 KiB GET:
 //! a request and a header map built, a trip through a channel to the connection's task and
 //! back, every response header parsed into a map. With a probe to every replica, multihead
-//! spent three times random mode's user-space CPU per request (docs/benchmarks.md). A probe
-//! needs only the status and whether the connection stays open: this writes a request head
+//! spent three times random mode's user-space CPU per request (docs/benchmarks-history.md). A
+//! probe needs only the status and whether the connection stays open: this writes a request head
 //! built once per race and reads the answer's head (`h1.rs`), on the request's task.
 
 use crate::forward::{end_head, start_head};

@@ -6,16 +6,20 @@
 //! Copying in the client's task writes each piece right after reading it, while its bytes are
 //! still in the cache; with a reader task, the pieces of every other stream woken in between
 //! pass through the cache first. With the router's core as the limit (a CPU quota,
-//! docs/benchmarks.md, "Tenth session"), that took up to a fifth off its CPU per 4 MiB object
-//! and two thirds off its peak memory; with the core the nodes and the load generator share as
-//! the limit, it lost some throughput, as its reads and writes are smaller and the client
-//! wakes more often for the same bytes. So it is off unless turned on.
+//! docs/benchmarks-history.md, "Tenth session"), that took up to a fifth off its CPU per 4 MiB
+//! object and two thirds off its peak memory; with the core the nodes and the load generator
+//! share as the limit, it lost some throughput, as its reads and writes are smaller and the
+//! client wakes more often for the same bytes. And while both sockets stay ready its loop does
+//! not hand the runtime back between pieces, so other connections wait: the 4 MiB p99 was
+//! about three times the reader task's (docs/benchmarks.md, "Copying large bodies"; yielding
+//! after each piece fixed that but cost 13-18% of the throughput). So it is off unless turned
+//! on.
 //!
 //! splice(2) moves the bytes from one socket into a pipe and from the pipe into the other, as
 //! page references, where reading and writing them copies each byte twice. It took 12-37% off
 //! the router's CPU per large object but cost throughput on one machine, because on loopback
-//! the client's copy of the bytes got dearer (docs/benchmarks.md, "Ninth session"). A body
-//! that can get no pipe is copied.
+//! the client's copy of the bytes got dearer (docs/benchmarks-history.md, "Ninth session"). A
+//! body that can get no pipe is copied.
 //!
 //! Only a body framed by Content-Length is relayed here, on an HTTP/1 client's connection:
 //! its bytes go to the client as they are. Chunked bodies are decoded and re-framed, and h2c
