@@ -5,9 +5,8 @@
 //! per proxied 4 KiB GET: its connection state machine, request parsing into a header map,
 //! and the response head written from one (callgrind, docs/benchmarks-history.md). The
 //! router only serves GET and HEAD without a body, so its server side is small: read a head,
-//! parse it
-//! with httparse (hyper's own parser), answer, write the answer's head and stream its body,
-//! and keep the connection for the next request when both sides allow it.
+//! parse it with httparse (hyper's own parser), answer, write the answer's head and stream
+//! its body, and keep the connection for the next request when both sides allow it.
 //!
 //! The rules are hyper's where it had them, and strict: a head over `max_header_bytes` gets
 //! 431, a head httparse refuses gets 400, and both close the connection; a client that sends

@@ -12,8 +12,8 @@
 //! client wakes more often for the same bytes. And while both sockets stay ready its loop does
 //! not hand the runtime back between pieces, so other connections wait: the 4 MiB p99 was
 //! about three times the reader task's (docs/benchmarks.md, "Copying large bodies"; yielding
-//! after each piece fixed that but cost 13-18% of the throughput). So it is off unless turned
-//! on.
+//! after each piece, or every fourth, fixed that but cost 5-25% of the 4 MiB throughput). So
+//! it is off unless turned on.
 //!
 //! splice(2) moves the bytes from one socket into a pipe and from the pipe into the other, as
 //! page references, where reading and writing them copies each byte twice. It took 12-37% off
